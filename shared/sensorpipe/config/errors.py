@@ -1,0 +1,54 @@
+"""Configuration errors: every one names the file, the key path and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sensorpipe.errors import SensorPipeError
+
+
+class ConfigError(SensorPipeError):
+    """A configuration file cannot be used; start-up must stop."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: Path | str | None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file = str(file) if file is not None else "<defaults>"
+        self.key = key
+        self.problem = problem
+        where = self.file if key is None else f"{self.file}: key '{key}'"
+        super().__init__(f"{where}: {problem}", hint=hint)
+
+
+class ConfigFileError(ConfigError):
+    """The file is missing, unreadable or not valid YAML."""
+
+
+class ConfigExpansionError(ConfigError):
+    """A ``${VAR}`` placeholder has no value and no default."""
+
+
+class ConfigValidationError(ConfigError):
+    """The YAML parsed but a value has the wrong type, range or shape.
+
+    ``problems`` holds every (key path, problem) pair found, not only the first.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], *, file: Path | str | None) -> None:
+        self.problems = problems
+        first_key, first_problem = problems[0]
+        summary = first_problem
+        if len(problems) > 1:
+            others = "; ".join(f"'{k}': {p}" for k, p in problems[1:])
+            summary = f"{first_problem} (and {len(problems) - 1} more: {others})"
+        super().__init__(
+            summary,
+            file=file,
+            key=first_key,
+            hint="fix the value in the file or override it with a SENSORPIPE__... variable",
+        )

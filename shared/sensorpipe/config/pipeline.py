@@ -1,0 +1,360 @@
+"""Typed model of ``pipeline-config-v2.yaml``: buckets, queues, scenarios, stages.
+
+Every value can be overridden from the environment with ``SENSORPIPE__`` plus the
+upper-case key path joined by ``__`` (for example ``SENSORPIPE__WINDOWING__GRACE_SECONDS=5``);
+the environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sensorpipe.scenarios import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,75}$")
+_SCENARIO_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in a config file must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Destination(StrEnum):
+    """Where the router may send a batch's records."""
+
+    RAW = "raw"
+    SCHEMATIZED = "schematized"
+    ARCHIVAL = "archival"
+    AGGREGATOR = "aggregator"
+    NOTIFIER = "notifier"
+
+
+class BucketKind(StrEnum):
+    RAW = "raw"
+    SCHEMATIZED = "schematized"
+    ERROR = "error"
+    ARCHIVAL = "archival"
+    AGGREGATED = "aggregated"
+
+
+class PipelineSection(_Strict):
+    name: str = "sensorpipe"
+    version: str = "2.0.0"
+    controller_db: str = "state/pipeline_config.db"
+    default_scenario: str = DEFAULT_SCENARIO
+
+
+class EncryptionSettings(_Strict):
+    mode: Literal["sse-s3", "sse-kms"] = "sse-s3"
+    kms_key_id: str | None = None
+
+    @model_validator(mode="after")
+    def _kms_needs_key(self) -> EncryptionSettings:
+        if self.mode == "sse-kms" and not self.kms_key_id:
+            raise ValueError("mode 'sse-kms' needs kms_key_id (a key id, ARN or alias)")
+        return self
+
+
+class LifecycleSettings(_Strict):
+    """Days are counted from object creation; None disables that transition."""
+
+    infrequent_access_days: int | None = Field(default=None, ge=30)
+    glacier_days: int | None = Field(default=None, ge=1)
+    expire_days: int | None = Field(default=None, ge=1)
+    noncurrent_expire_days: int = Field(default=30, ge=1)
+    abort_multipart_days: int = Field(default=7, ge=1)
+
+
+def _default_lifecycles() -> dict[BucketKind, LifecycleSettings]:
+    return {
+        BucketKind.RAW: LifecycleSettings(
+            infrequent_access_days=30, glacier_days=90, expire_days=365
+        ),
+        BucketKind.SCHEMATIZED: LifecycleSettings(infrequent_access_days=60, expire_days=730),
+        BucketKind.ERROR: LifecycleSettings(infrequent_access_days=30, expire_days=365),
+        BucketKind.ARCHIVAL: LifecycleSettings(
+            infrequent_access_days=30, glacier_days=90, expire_days=2555
+        ),
+        BucketKind.AGGREGATED: LifecycleSettings(infrequent_access_days=90, expire_days=1095),
+    }
+
+
+class BucketSettings(_Strict):
+    """Bucket names default to ``{prefix}-{kind}``; any of them can be named outright."""
+
+    prefix: str = "sensorpipe"
+    names: dict[BucketKind, str] = Field(default_factory=dict)
+    encryption: EncryptionSettings = EncryptionSettings()
+    lifecycle: dict[BucketKind, LifecycleSettings] = Field(default_factory=_default_lifecycles)
+
+    def name(self, kind: BucketKind | str) -> str:
+        kind = BucketKind(kind)
+        return self.names.get(kind) or f"{self.prefix}-{kind.value}"
+
+    def all_names(self) -> dict[BucketKind, str]:
+        return {kind: self.name(kind) for kind in BucketKind}
+
+    @model_validator(mode="after")
+    def _valid_bucket_names(self) -> BucketSettings:
+        for kind, name in self.all_names().items():
+            if not _NAME.match(name) or ".." in name:
+                raise ValueError(
+                    f"bucket name {name!r} for {kind.value} is not a valid S3 bucket name "
+                    "(3-63 lower-case letters, digits, '.' or '-')"
+                )
+        return self
+
+
+class QueueSettings(_Strict):
+    """Queue names are ``{prefix}-{stage}``; sharded stages get ``-{index}`` suffixes."""
+
+    prefix: str = "sensorpipe"
+    visibility_timeout_seconds: int = Field(default=60, ge=5, le=43200)
+    max_receive_count: int = Field(default=5, ge=1, le=1000)
+    retention_seconds: int = Field(default=345600, ge=60, le=1209600)
+    dlq_retention_seconds: int = Field(default=1209600, ge=60, le=1209600)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
+    aggregate_shards: int = Field(default=1, ge=1, le=64)
+    notify_shards: int = Field(default=1, ge=1, le=64)
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not _QUEUE_NAME.match(value) or len(value) > 50:
+            raise ValueError("queue prefix must be 1-50 letters, digits, '-' or '_'")
+        return value
+
+    def name(self, stage: str, shard: int | None = None) -> str:
+        base = f"{self.prefix}-{stage}"
+        return base if shard is None else f"{base}-{shard}"
+
+    @property
+    def ingest(self) -> str:
+        return self.name("ingest")
+
+    @property
+    def enriched(self) -> str:
+        return self.name("enriched")
+
+    @property
+    def validated(self) -> str:
+        return self.name("validated")
+
+    @property
+    def notifications(self) -> str:
+        # FIFO: a deterministic de-duplication id stops a burst notifying twice.
+        return self.name("notifications") + ".fifo"
+
+    def aggregate_shard_names(self) -> list[str]:
+        return [self.name("aggregate", i) for i in range(self.aggregate_shards)]
+
+    def notify_shard_names(self) -> list[str]:
+        return [self.name("notify", i) for i in range(self.notify_shards)]
+
+    def consumer_queues(self) -> list[str]:
+        """Every queue a service consumes from (each gets a DLQ)."""
+        return [
+            self.ingest,
+            self.enriched,
+            self.validated,
+            *self.aggregate_shard_names(),
+            *self.notify_shard_names(),
+        ]
+
+    @staticmethod
+    def dlq_name(queue: str) -> str:
+        if queue.endswith(".fifo"):
+            return queue[: -len(".fifo")] + "-dlq.fifo"
+        return queue + "-dlq"
+
+
+class ScenarioRoute(_Strict):
+    """One row of the routing table: which stages act, where records go."""
+
+    description: str = ""
+    lineage: bool = False
+    validate_records: bool = Field(default=False, alias="validate")
+    filter: bool = False
+    destinations: list[Destination] = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScenarioRoute:
+        if self.filter and not self.validate_records:
+            raise ValueError("filter: true needs validate: true (filters run on valid records)")
+        if len(set(self.destinations)) != len(self.destinations):
+            raise ValueError("destinations lists a destination twice")
+        return self
+
+
+def _default_routes() -> dict[str, ScenarioRoute]:
+    d = Destination
+    return {
+        "raw": ScenarioRoute(
+            description="records as received to the raw bucket", destinations=[d.RAW]
+        ),
+        "schematized": ScenarioRoute(
+            description="validated records; invalid ones to the error bucket",
+            validate_records=True,
+            destinations=[d.SCHEMATIZED],
+        ),
+        "filtered": ScenarioRoute(
+            description="schematized plus business-rule filters",
+            validate_records=True,
+            filter=True,
+            destinations=[d.SCHEMATIZED],
+        ),
+        "lineage": ScenarioRoute(
+            description="records enriched with lineage to the archival bucket",
+            lineage=True,
+            destinations=[d.ARCHIVAL],
+        ),
+        "aggregated": ScenarioRoute(
+            description="validated records into 1-minute windows",
+            lineage=True,
+            validate_records=True,
+            destinations=[d.AGGREGATOR],
+        ),
+        "multi-destination": ScenarioRoute(
+            description="lineage archive plus 1-minute windows",
+            lineage=True,
+            validate_records=True,
+            destinations=[d.ARCHIVAL, d.AGGREGATOR],
+        ),
+        "notification": ScenarioRoute(
+            description="multi-destination plus anomaly burst notifications",
+            lineage=True,
+            validate_records=True,
+            destinations=[d.ARCHIVAL, d.AGGREGATOR, d.NOTIFIER],
+        ),
+    }
+
+
+class FilterRule(_Strict):
+    """A business rule of the ``filtered`` scenario: records it matches are set aside."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    field: str
+    op: Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null"]
+    value: Any = None
+    description: str = ""
+
+
+class SourceSettings(_Strict):
+    path: str = "data/sensor_data.db"
+    table_name: Literal["sensor_readings", "sensor_data"] = "sensor_readings"
+
+
+class UploaderSettings(_Strict):
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    max_batch_bytes: int = Field(default=240 * 1024, ge=1024, le=1024 * 1024)
+    poll_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    state_dir: str = "state"
+    source_name: str = "edge"
+
+
+class ValidationSettings(_Strict):
+    spec_path: str | None = None
+    max_future_skew_seconds: float = Field(default=300, ge=0)
+
+
+class WindowingSettings(_Strict):
+    window_seconds: int = Field(default=60, ge=1, le=86400)
+    grace_seconds: float = Field(default=10, ge=0)
+    idle_flush_seconds: float = Field(default=30, gt=0)
+    output_prefix: str = "1-minute"
+
+
+class NotificationSettings(_Strict):
+    min_anomalies: int = Field(default=3, ge=1)
+    window_seconds: float = Field(default=60, gt=0)
+    cooldown_seconds: float = Field(default=300, ge=0)
+
+
+class RuntimeSettings(_Strict):
+    """Knobs of the shared consumer loop, the same for every service."""
+
+    wait_time_seconds: int = Field(default=20, ge=0, le=20)
+    max_messages: int = Field(default=10, ge=1, le=10)
+    max_in_flight: int = Field(default=50, ge=1)
+    heartbeat_fraction: float = Field(default=0.5, gt=0, lt=1)
+    retry_base_seconds: int = Field(default=5, ge=0)
+    retry_max_seconds: int = Field(default=300, ge=0, le=43200)
+    shutdown_timeout_seconds: float = Field(default=20, gt=0)
+    compress: bool = True
+
+
+class PipelineConfig(BaseSettings):
+    """The whole pipeline configuration (``pipeline-config-v2.yaml``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENSORPIPE__",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    version: Literal[2] = 2
+    pipeline: PipelineSection = PipelineSection()
+    buckets: BucketSettings = BucketSettings()
+    queues: QueueSettings = QueueSettings()
+    source: SourceSettings = SourceSettings()
+    uploader: UploaderSettings = UploaderSettings()
+    validation: ValidationSettings = ValidationSettings()
+    windowing: WindowingSettings = WindowingSettings()
+    notification: NotificationSettings = NotificationSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+    scenarios: dict[str, ScenarioRoute] = Field(default_factory=_default_routes)
+    filters: list[FilterRule] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (the file arrives as init kwargs).
+        return (env_settings, init_settings)
+
+    @field_validator("scenarios")
+    @classmethod
+    def _scenario_names(cls, value: dict[str, ScenarioRoute]) -> dict[str, ScenarioRoute]:
+        for name in value:
+            if not _SCENARIO_NAME.match(name):
+                raise ValueError(
+                    f"scenario name {name!r} must be lower-case letters, digits, '-' or '_'"
+                )
+        missing = [s for s in BUILTIN_SCENARIOS if s not in value]
+        if missing:
+            raise ValueError(
+                f"built-in scenarios {missing} have no route; every built-in scenario "
+                "needs a row (copy it from the packaged default)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _default_scenario_known(self) -> PipelineConfig:
+        if self.pipeline.default_scenario not in self.scenarios:
+            raise ValueError(
+                f"pipeline.default_scenario {self.pipeline.default_scenario!r} is not a "
+                f"scenario of this file ({sorted(self.scenarios)})"
+            )
+        return self
+
+    def route(self, scenario: str) -> ScenarioRoute | None:
+        return self.scenarios.get(scenario)
+
+    def scenario_names(self) -> list[str]:
+        return sorted(self.scenarios)

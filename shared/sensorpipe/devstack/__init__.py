@@ -1,0 +1,1 @@
+"""Local stand-ins for cloud services, started on the host (no Docker needed)."""

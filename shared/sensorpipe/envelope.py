@@ -1,0 +1,197 @@
+"""Batch envelopes: one SQS message carries many records.
+
+SQS calls are the scarce resource, so a record never travels alone. The envelope's ids
+(batch id, scenario, config version) also travel as message attributes, so a stage with
+nothing to do for a scenario forwards the body untouched without decoding it.
+
+Body format: JSON (orjson), optionally gzip-compressed and base64-encoded when the
+``content-encoding`` attribute says ``gzip``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from sensorpipe.errors import SensorPipeError
+
+ENVELOPE_VERSION = 1
+ATTR_BATCH_ID = "batch-id"
+ATTR_SCENARIO = "scenario"
+ATTR_CONFIG_VERSION = "config-version"
+ATTR_RECORD_COUNT = "record-count"
+ATTR_ENCODING = "content-encoding"
+ATTR_VERSION = "envelope-version"
+
+Record = dict[str, Any]
+
+
+class EnvelopeError(SensorPipeError):
+    """A message body or its attributes cannot be read as an envelope (poison)."""
+
+
+class RecordTooLargeError(EnvelopeError):
+    """One record alone exceeds the body limit; it cannot be sent in any batch."""
+
+    def __init__(self, batch_id: str, size: int, limit: int) -> None:
+        self.batch_id = batch_id
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"batch {batch_id}: a single record encodes to {size} bytes, over the "
+            f"{limit}-byte message limit",
+            hint="raise queues.max_body_bytes (AWS allows 1 MiB) or shrink the record",
+        )
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A batch of records plus the ids that say how to process it."""
+
+    batch_id: str
+    scenario: str
+    config_version: int
+    records: list[Record]
+    source: str = ""
+    created_at: str = field(default_factory=utc_now_iso)
+    hops: list[dict[str, str]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def with_records(self, records: list[Record], batch_id: str | None = None) -> Envelope:
+        """A copy carrying other records (same ids, hops and metadata)."""
+        return Envelope(
+            batch_id=batch_id or self.batch_id,
+            scenario=self.scenario,
+            config_version=self.config_version,
+            records=records,
+            source=self.source,
+            created_at=self.created_at,
+            hops=list(self.hops),
+            meta=dict(self.meta),
+        )
+
+    def add_hop(self, stage: str) -> None:
+        self.hops.append({"stage": stage, "at": utc_now_iso()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": ENVELOPE_VERSION,
+            "batch_id": self.batch_id,
+            "scenario": self.scenario,
+            "config_version": self.config_version,
+            "source": self.source,
+            "created_at": self.created_at,
+            "hops": self.hops,
+            "meta": self.meta,
+            "records": self.records,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    body: str
+    attributes: dict[str, str]
+    batch_id: str
+    record_count: int
+
+
+def encode(envelope: Envelope, *, compress: bool) -> Encoded:
+    raw = orjson.dumps(envelope.to_dict())
+    if compress:
+        body = base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
+        encoding = "gzip"
+    else:
+        body = raw.decode("utf-8")
+        encoding = "identity"
+    attributes = {
+        ATTR_BATCH_ID: envelope.batch_id,
+        ATTR_SCENARIO: envelope.scenario,
+        ATTR_CONFIG_VERSION: str(envelope.config_version),
+        ATTR_RECORD_COUNT: str(len(envelope.records)),
+        ATTR_ENCODING: encoding,
+        ATTR_VERSION: str(ENVELOPE_VERSION),
+    }
+    return Encoded(body, attributes, envelope.batch_id, len(envelope.records))
+
+
+def encoded_size(encoded: Encoded) -> int:
+    """Bytes SQS counts against its limit: body plus attribute names and values."""
+    attrs = sum(len(k) + len(v) + len("String") for k, v in encoded.attributes.items())
+    return len(encoded.body.encode("utf-8")) + attrs
+
+
+def encode_to_fit(envelope: Envelope, *, max_bytes: int, compress: bool) -> list[Encoded]:
+    """Encode, splitting the batch in halves until every part fits ``max_bytes``.
+
+    Splits are deterministic (same records, same limit, same part ids), so a resent
+    batch produces the same batch ids and downstream keys.
+    """
+    encoded = encode(envelope, compress=compress)
+    if encoded_size(encoded) <= max_bytes:
+        return [encoded]
+    if len(envelope.records) <= 1:
+        raise RecordTooLargeError(envelope.batch_id, encoded_size(encoded), max_bytes)
+    mid = len(envelope.records) // 2
+    halves = (envelope.records[:mid], envelope.records[mid:])
+    out: list[Encoded] = []
+    for index, part in enumerate(halves):
+        child = envelope.with_records(part, batch_id=f"{envelope.batch_id}.{index}")
+        out.extend(encode_to_fit(child, max_bytes=max_bytes, compress=compress))
+    return out
+
+
+def decode(body: str, attributes: dict[str, str]) -> Envelope:
+    """Read a message body into an envelope; raise EnvelopeError if it is not one."""
+    encoding = attributes.get(ATTR_ENCODING, "identity")
+    try:
+        if encoding == "gzip":
+            raw: bytes | str = zlib.decompress(base64.b64decode(body, validate=True))
+        elif encoding == "identity":
+            raw = body
+        else:
+            raise EnvelopeError(f"unknown content-encoding {encoding!r}")
+        data = orjson.loads(raw)
+    except (binascii.Error, zlib.error) as exc:
+        raise EnvelopeError(f"body is not valid base64+gzip: {exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EnvelopeError(f"body is JSON {type(data).__name__}, expected an envelope object")
+    problems = _header_problems(data)
+    if problems:
+        raise EnvelopeError("not a batch envelope: " + "; ".join(problems))
+    return Envelope(
+        batch_id=data["batch_id"],
+        scenario=data["scenario"],
+        config_version=data["config_version"],
+        records=data["records"],
+        source=data.get("source", ""),
+        created_at=data.get("created_at", ""),
+        hops=data.get("hops") or [],
+        meta=data.get("meta") or {},
+    )
+
+
+def _header_problems(data: dict[str, Any]) -> list[str]:
+    problems = []
+    if data.get("v") != ENVELOPE_VERSION:
+        problems.append(f"envelope version {data.get('v')!r} is not {ENVELOPE_VERSION}")
+    for key, kind in (("batch_id", str), ("scenario", str), ("config_version", int)):
+        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+            problems.append(f"'{key}' missing or not {kind.__name__}")
+    records = data.get("records")
+    if not isinstance(records, list):
+        problems.append("'records' missing or not a list")
+    elif any(not isinstance(r, dict) for r in records):
+        problems.append("'records' holds a non-object entry")
+    return problems

@@ -1,0 +1,320 @@
+"""The one consumer loop every service runs; each service supplies only its handler.
+
+- A receiver thread long-polls (up to 10 messages, bounded by ``max_in_flight``) and
+  hands batches to the main thread, so the next poll overlaps the current work.
+- The main thread runs the handler and settles each message by its outcome: deletes
+  in batches, retries by visibility back-off (the queue's RedrivePolicy moves a message
+  to its DLQ after maxReceiveCount), rejects straight to the DLQ with the reason, or
+  holds it for a later ack (the aggregator does, until its windows are written).
+- A heartbeat thread keeps every in-flight message invisible while it is held.
+- On stop (SIGTERM/SIGINT) it stops receiving, lets the handler flush, and hands
+  every unsettled message back with visibility 0: nothing acknowledged is redone,
+  nothing unacknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import retry as retrying
+from tenacity import retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from sensorpipe.config.pipeline import RuntimeSettings
+from sensorpipe.runtime import metrics
+from sensorpipe.runtime.handler import BatchHandler
+from sensorpipe.runtime.heartbeat import Heartbeat
+from sensorpipe.runtime.message import Ack, Hold, Message, Outcome, Reject, Retry
+from sensorpipe.runtime.tracker import InFlight
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+_AWS_TRANSIENT = retry_if_exception_type((BotoCoreError, ClientError))
+_MAX_ATTRIBUTES = 10
+
+
+class Consumer:
+    def __init__(
+        self,
+        sqs: SQSClient,
+        queue_name: str,
+        handler: BatchHandler,
+        settings: RuntimeSettings,
+        *,
+        service: str,
+        dlq_name: str | None = None,
+    ) -> None:
+        self.sqs = sqs
+        self.queue_name = queue_name
+        self.handler = handler
+        self.settings = settings
+        self.service = service
+        self.queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        self.dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"] if dlq_name else None
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
+        )["Attributes"]
+        self.visibility_s = int(attrs.get("VisibilityTimeout", 30))
+        self.in_flight = InFlight()
+        self.stop_event = threading.Event()
+        self._inbox: queue.Queue[list[Message]] = queue.Queue(maxsize=1)
+        self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
+        self._heartbeat = Heartbeat(
+            sqs,
+            self.queue_url,
+            self.in_flight,
+            visibility_s=self.visibility_s,
+            fraction=settings.heartbeat_fraction,
+            service=service,
+        )
+        self._last_receive = time.monotonic()
+        self._stopped = False
+        handler.bind(self)
+
+    # -- public --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Process until ``stop()``; then flush, hand back and return."""
+        self._heartbeat.start()
+        self._receiver.start()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    batch = self._inbox.get(timeout=self.handler.tick_interval_s)
+                except queue.Empty:
+                    self._tick()
+                    continue
+                self._process(batch)
+                self._tick()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "stopping" if self.stop_event.is_set() else "ok",
+            "service": self.service,
+            "queue": self.queue_name,
+            "in_flight": len(self.in_flight),
+            "seconds_since_receive": round(time.monotonic() - self._last_receive, 1),
+        }
+
+    # -- Acknowledger (used by handlers for held messages) ---------------------------
+
+    def ack(self, messages: list[Message]) -> None:
+        self._delete(messages)
+        self._settled(messages, "ok")
+
+    def retry(self, messages: list[Message], reason: str) -> None:
+        for message in messages:
+            self._back_off(message, reason)
+        self._settled(messages, "retry")
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _receive_loop(self) -> None:
+        while not self.stop_event.is_set():
+            room = self.settings.max_in_flight - len(self.in_flight)
+            if room <= 0:
+                self.stop_event.wait(0.05)
+                continue
+            try:
+                messages = self._receive(min(room, self.settings.max_messages))
+            except (BotoCoreError, ClientError) as exc:
+                metrics.AWS_ERRORS.labels(self.service, "ReceiveMessage").inc()
+                log.warning("receive from %s failed, backing off: %s", self.queue_name, exc)
+                self.stop_event.wait(2.0)
+                continue
+            if not messages:
+                continue
+            self.in_flight.add(messages, self.visibility_s)
+            self._observe_receipt(messages)
+            while True:
+                if self.stop_event.is_set():
+                    self._hand_back(messages)
+                    return
+                try:
+                    self._inbox.put(messages, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def _receive(self, count: int) -> list[Message]:
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=self.settings.wait_time_seconds,
+            MessageAttributeNames=["All"],
+            AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+        )
+        self._last_receive = time.monotonic()
+        return [
+            Message.from_sqs(dict(raw), self.queue_name) for raw in response.get("Messages", [])
+        ]
+
+    def _observe_receipt(self, messages: list[Message]) -> None:
+        metrics.MESSAGES_RECEIVED.labels(self.service, self.queue_name).inc(len(messages))
+        now_ms = time.time() * 1000
+        lag = metrics.MESSAGE_LAG_SECONDS.labels(self.service, self.queue_name)
+        for m in messages:
+            if m.sent_timestamp_ms:
+                lag.observe(max(0.0, (now_ms - m.sent_timestamp_ms) / 1000))
+        metrics.IN_FLIGHT.labels(self.service).set(len(self.in_flight))
+
+    # -- processing ------------------------------------------------------------------
+
+    def _process(self, batch: list[Message]) -> None:
+        started = time.perf_counter()
+        try:
+            outcomes = self.handler.handle(batch)
+            if len(outcomes) != len(batch):
+                raise RuntimeError(
+                    f"handler returned {len(outcomes)} outcomes for {len(batch)} messages"
+                )
+        except Exception as exc:  # a handler bug must not kill the loop or lose messages
+            log.exception("handler failed on %d message(s); they will be retried", len(batch))
+            outcomes = [Retry(f"handler error: {type(exc).__name__}: {exc}")] * len(batch)
+        metrics.PROCESSING_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+        self._apply(batch, outcomes)
+
+    def _apply(self, batch: list[Message], outcomes: list[Outcome]) -> None:
+        acks = [m for m, o in zip(batch, outcomes, strict=True) if isinstance(o, Ack)]
+        if acks:
+            self.ack(acks)
+        for message, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Retry):
+                log.warning(
+                    "retrying message %s (receive %d): %s",
+                    message.message_id,
+                    message.receive_count,
+                    outcome.reason,
+                    extra={"batch_id": message.attributes.get("batch-id")},
+                )
+                self.retry([message], outcome.reason)
+            elif isinstance(outcome, Reject):
+                self._reject(message, outcome.reason)
+            elif not isinstance(outcome, (Ack, Hold)):
+                raise TypeError(f"unknown outcome {outcome!r}")
+
+    def _tick(self) -> None:
+        try:
+            self.handler.on_tick()
+        except Exception:
+            log.exception("handler tick failed")
+
+    # -- settling ----------------------------------------------------------------------
+
+    def _settled(self, messages: list[Message], outcome: str) -> None:
+        self.in_flight.remove(messages)
+        metrics.MESSAGES_PROCESSED.labels(self.service, self.queue_name, outcome).inc(len(messages))
+        metrics.IN_FLIGHT.labels(self.service).set(len(self.in_flight))
+
+    @retrying(
+        retry=_AWS_TRANSIENT, wait=wait_exponential_jitter(0.2, 5), stop=stop_after_attempt(5)
+    )
+    def _delete_chunk(self, chunk: list[Message]) -> list[str]:
+        response = self.sqs.delete_message_batch(
+            QueueUrl=self.queue_url,
+            Entries=[
+                {"Id": f"d{i}", "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)
+            ],
+        )
+        return [f"{f['Id']}: {f.get('Code')}" for f in response.get("Failed", [])]
+
+    def _delete(self, messages: list[Message]) -> None:
+        for start in range(0, len(messages), 10):
+            failed = self._delete_chunk(messages[start : start + 10])
+            if failed:
+                # The receipt expired (the message will come back): idempotent outputs
+                # make the redelivery harmless, but say so.
+                log.warning("delete refused for %d message(s): %s", len(failed), failed[:3])
+
+    def _back_off(self, message: Message, reason: str) -> None:
+        delay = min(
+            self.settings.retry_max_seconds,
+            self.settings.retry_base_seconds * 2 ** max(0, message.receive_count - 1),
+        )
+        self._change_visibility(message, delay)
+
+    def _change_visibility(self, message: Message, seconds: int) -> None:
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url,
+                ReceiptHandle=message.receipt_handle,
+                VisibilityTimeout=seconds,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            metrics.AWS_ERRORS.labels(self.service, "ChangeMessageVisibility").inc()
+            log.warning("could not change visibility of %s: %s", message.message_id, exc)
+
+    def _reject(self, message: Message, reason: str) -> None:
+        if self.dlq_url is None:
+            # No DLQ known: let the queue's RedrivePolicy move it after maxReceiveCount.
+            self.retry([message], reason)
+            return
+        attributes = dict(list(message.attributes.items())[: _MAX_ATTRIBUTES - 3])
+        attributes.update(
+            {
+                "failure-reason": reason[:1024],
+                "source-queue": self.queue_name,
+                "failed-service": self.service,
+            }
+        )
+        try:
+            self.sqs.send_message(
+                QueueUrl=self.dlq_url,
+                MessageBody=message.body or "(empty body)",
+                MessageAttributes={
+                    k: {"DataType": "String", "StringValue": v or "-"}
+                    for k, v in attributes.items()
+                },
+            )
+        except (BotoCoreError, ClientError) as exc:
+            log.warning("could not move poison message to DLQ, retrying instead: %s", exc)
+            self.retry([message], reason)
+            return
+        log.error(
+            "rejected message %s to the DLQ: %s",
+            message.message_id,
+            reason,
+            extra={"batch_id": message.attributes.get("batch-id")},
+        )
+        self._delete([message])
+        self._settled([message], "rejected")
+
+    def _hand_back(self, messages: list[Message]) -> None:
+        for message in messages:
+            self._change_visibility(message, 0)
+        self._settled(messages, "handed_back")
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stop_event.set()
+        try:
+            self.handler.on_shutdown()
+        except Exception:
+            log.exception("handler shutdown flush failed; unsettled messages are handed back")
+        self._receiver.join(timeout=self.settings.wait_time_seconds + 5)
+        while True:
+            try:
+                self._hand_back(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        leftover = self.in_flight.all()
+        if leftover:
+            log.info("handing back %d unsettled message(s)", len(leftover))
+            self._hand_back(leftover)
+        self._heartbeat.stop()
