@@ -191,6 +191,10 @@ class ScenarioRoute(_Strict):
     def _consistent(self) -> ScenarioRoute:
         if self.filter and not self.validate_records:
             raise ValueError("filter: true needs validate: true (filters run on valid records)")
+        needs_validation = {Destination.AGGREGATOR, Destination.NOTIFIER} & set(self.destinations)
+        if needs_validation and not self.validate_records:
+            names = sorted(d.value for d in needs_validation)
+            raise ValueError(f"destinations {names} need validate: true (typed, checked records)")
         if len(set(self.destinations)) != len(self.destinations):
             raise ValueError("destinations lists a destination twice")
         return self
