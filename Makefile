@@ -1,0 +1,46 @@
+# Two commands a new machine needs:
+#   make demo   set up, start LocalStack on the host, provision, run the pipeline end to end
+#   make test   set up and run the whole test suite (LocalStack, Prometheus included)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup system-packages localstack demo demo-stop test test-unit lint bench clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+system-packages:
+	bash deploy/install-system-packages.sh
+
+localstack: setup
+	$(PY) -m sensorpipe.devstack.localstack install
+
+demo: setup localstack
+	$(PY) -m sensorpipe.devstack.demo
+
+demo-stop: setup
+	$(PY) -m sensorpipe.devstack.localstack stop
+
+test: setup system-packages localstack
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest -m "not integration and not e2e"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup localstack
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .localstack .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Cloud-side consumer services, one package each."""
