@@ -71,12 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db",
         default=default_db_path(),
+        metavar="PATH",
         help=f"SQLite file (default: ${DB_ENV}, else ${STATE_DIR_ENV}/pipeline_config.db "
         "with state dir 'state')",
     )
     parser.add_argument(
         "--config",
         default=os.environ.get(CONFIG_ENV) or None,
+        metavar="PATH",
         help=f"pipeline config YAML whose scenarios may be set (default: ${CONFIG_ENV}, "
         "else the packaged default)",
     )

@@ -72,11 +72,12 @@ class Layout(Enum):
 @dataclass(frozen=True, slots=True)
 class SchemaState:
     layout: Layout
-    row_count: int
+    has_rows: bool
 
     @property
     def ready(self) -> bool:
-        return self.layout is Layout.CURRENT and self.row_count > 0
+        """Usable as is: nothing to create, migrate or seed."""
+        return self.layout is Layout.CURRENT and self.has_rows
 
 
 def utc_now_iso() -> str:
@@ -90,16 +91,16 @@ def inspect_schema(conn: sqlite3.Connection, db_path: str) -> SchemaState:
         "SELECT name, \"notnull\" FROM pragma_table_info('pipeline_config') ORDER BY cid"
     ).fetchall()
     if not columns:
-        return SchemaState(Layout.ABSENT, 0)
+        return SchemaState(Layout.ABSENT, has_rows=False)
     shape = tuple((str(name), bool(not_null)) for name, not_null in columns)
     names = {name for name, _ in shape}
-    (row_count,) = conn.execute("SELECT count(*) FROM pipeline_config").fetchone()
+    (has_rows,) = conn.execute("SELECT EXISTS (SELECT 1 FROM pipeline_config)").fetchone()
     if shape == _CURRENT_COLUMNS:
-        return SchemaState(Layout.CURRENT, int(row_count))
+        return SchemaState(Layout.CURRENT, bool(has_rows))
     if names == _SEED_V1_COLUMNS:
-        return SchemaState(Layout.SEED_V1, int(row_count))
+        return SchemaState(Layout.SEED_V1, bool(has_rows))
     if names >= _ACTIVE_FLAG_COLUMNS:
-        return SchemaState(Layout.ACTIVE_FLAG, int(row_count))
+        return SchemaState(Layout.ACTIVE_FLAG, bool(has_rows))
     (user_version,) = conn.execute("PRAGMA user_version").fetchone()
     newer = f" (user_version {user_version} is newer than {SCHEMA_VERSION})"
     raise UnsupportedSchemaError(
@@ -119,7 +120,7 @@ def bring_up_to_date(conn: sqlite3.Connection, db_path: str) -> None:
         _create(conn)
     elif state.layout is not Layout.CURRENT:
         _migrate(conn, state.layout)
-    if not conn.execute("SELECT 1 FROM pipeline_config LIMIT 1").fetchone():
+    if not inspect_schema(conn, db_path).has_rows:
         _append(conn, DEFAULT_SCENARIO, SEED_OPERATOR, {"reason": "initial default scenario"})
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
 
@@ -145,21 +146,25 @@ class _LegacyRow:
     at: str | None
     by: str | None
     metadata: str | None
+    is_active_flag: int | None  # the column of the active-flag layout, as stored
 
 
 def _read_legacy(conn: sqlite3.Connection, layout: Layout) -> tuple[list[_LegacyRow], int | None]:
     """All rows in id order, and the id of the row the old code treated as active."""
     if layout is Layout.SEED_V1:
-        query = "SELECT id, pipeline_type, updated_at, updated_by, metadata FROM pipeline_config"
+        query = "SELECT id, pipeline_type, updated_at, updated_by, metadata, NULL"
         # The 46c2f087 code took the newest row by updated_at; break its ties by id.
         active_query = "SELECT id FROM pipeline_config ORDER BY updated_at DESC, id DESC LIMIT 1"
     else:
-        query = "SELECT id, pipeline_type, created_at, created_by, NULL FROM pipeline_config"
+        query = "SELECT id, pipeline_type, created_at, created_by, NULL, is_active"
         active_query = "SELECT max(id) FROM pipeline_config WHERE is_active = 1"
     rows = [
-        _LegacyRow(int(i), str(t), _text_or_none(a), _text_or_none(b), _text_or_none(m))
-        for i, t, a, b, m in conn.execute(query + " ORDER BY id")
-    ]
+        _LegacyRow(
+            int(i), str(t), _text_or_none(a), _text_or_none(b), _text_or_none(m),
+            None if flag is None else int(flag),
+        )
+        for i, t, a, b, m, flag in conn.execute(query + " FROM pipeline_config ORDER BY id")
+    ]  # fmt: skip
     active = conn.execute(active_query).fetchone()
     return rows, (int(active[0]) if active and active[0] is not None else None)
 
@@ -170,6 +175,7 @@ def _migrate(conn: sqlite3.Connection, layout: Layout) -> None:
     # Ids are config versions: never hand out again an id the old table once used.
     highest_used = _highest_used_id(conn)
     conn.execute("DROP TABLE IF EXISTS pipeline_config_migrating")
+    # The current layout under a temporary name; renamed once every row is copied.
     conn.execute(_CREATE_TABLE.replace("pipeline_config", "pipeline_config_migrating", 1))
     for row in rows:
         metadata = _legacy_metadata(row.metadata)
@@ -182,6 +188,8 @@ def _migrate(conn: sqlite3.Connection, layout: Layout) -> None:
             "was_active": row.id == active_id,
             "migrated_at": migrated_at,
         }
+        if row.is_active_flag is not None:
+            metadata["migrated_from"]["is_active"] = bool(row.is_active_flag)
         conn.execute(
             "INSERT INTO pipeline_config_migrating "
             "(id, pipeline_type, updated_at, updated_by, metadata) VALUES (?, ?, ?, ?, ?)",

@@ -65,6 +65,8 @@ class PipelineController:
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     ) -> None:
         self.db_path = Path(db_path)
+        # Resolved once: a later chdir of the process must not move the database.
+        self._uri = self.db_path.absolute().as_uri()
         if not 0 < lock_timeout_s <= 3600:
             raise InvalidLimitError(
                 f"lock timeout {lock_timeout_s} s is outside (0, 3600]", db_path=self.db_path
@@ -75,7 +77,7 @@ class PipelineController:
             validate_scenario_name(name, db_path=self.db_path)
         self.allowed_scenarios: frozenset[str] = frozenset(BUILTIN_SCENARIOS) | extra
         self._check_location()
-        self._run(self._prepare)
+        self._run(self._prepare, create=True)
 
     # -- public API -------------------------------------------------------------------
 
@@ -197,11 +199,15 @@ class PipelineController:
                 "is not a regular file", db_path=self.db_path, hint="pass the database file path"
             )
 
-    def _connect(self, *, any_thread: bool = False) -> sqlite3.Connection:
+    def _connect(self, *, create: bool = False, any_thread: bool = False) -> sqlite3.Connection:
+        # mode=rw after the first open: a file deleted under us is an error, not silently
+        # replaced by an empty database.
+        uri = f"{self._uri}?mode={'rwc' if create else 'rw'}"
         try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), not implicit.
             return sqlite3.connect(
-                self.db_path,
+                uri,
+                uri=True,
                 timeout=_BUSY_WAIT_PER_ATTEMPT_S,
                 isolation_level=None,
                 check_same_thread=not any_thread,
@@ -209,8 +215,8 @@ class PipelineController:
         except sqlite3.Error as exc:
             raise _unavailable(exc, self.db_path) from exc
 
-    def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        with closing(self._connect()) as conn:
+    def _run(self, work: Callable[[sqlite3.Connection], _T], *, create: bool = False) -> _T:
+        with closing(self._connect(create=create)) as conn:
             return self._retrying(conn, work)
 
     def _retrying(self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -224,6 +230,8 @@ class PipelineController:
         )
         try:
             return retrying(work, conn)
+        except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # misuse of the API is a bug here, not a database problem
         except sqlite3.Error as exc:
             if _is_busy(exc):
                 raise DatabaseLockedError(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
 from sensorpipe.controller import PipelineController
 
 # The console script installed next to the interpreter running the tests (.venv/bin).

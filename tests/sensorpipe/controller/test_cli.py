@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from sensorpipe.controller import PipelineController
 from sensorpipe.controller.cli import main
-
 from tests.sensorpipe.controller.conftest import clean_env
 
 
@@ -20,7 +20,9 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-def test_get_prints_a_readable_table(db_with_history: Path, capsys: pytest.CaptureFixture[str]):
+def test_get_prints_a_readable_table(
+    db_with_history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run(["--db", str(db_with_history), "get"], capsys)
 
     assert (code, err) == (0, "")

@@ -12,9 +12,9 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
+
 from sensorpipe.controller import DatabaseLockedError, PipelineController
 from sensorpipe.scenarios import BUILTIN_SCENARIOS
-
 from tests.sensorpipe.controller.conftest import RunCli, fingerprint
 
 WRITERS, SETS_PER_WRITER, READERS = 8, 50, 4

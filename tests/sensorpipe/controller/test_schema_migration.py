@@ -7,8 +7,10 @@ import json
 import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+
 from sensorpipe.controller import SCHEMA_VERSION, PipelineController, UnsupportedSchemaError
 
 # 46c2f087: CHECK-constrained types, updated_at DEFAULT CURRENT_TIMESTAMP, nullable by.
@@ -87,7 +89,7 @@ def _sensor_rows_digest(path: Path) -> str:
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
-def _raw_rows(path: Path) -> list[tuple[int, str, str, str, dict[str, object]]]:
+def _raw_rows(path: Path) -> list[tuple[int, str, str, str, dict[str, Any]]]:
     conn = sqlite3.connect(path)
     try:
         rows = conn.execute("SELECT * FROM pipeline_config ORDER BY id").fetchall()
@@ -121,8 +123,8 @@ def test_seed_v1_layout_is_migrated_without_losing_a_row(tmp_path: Path) -> None
     assert metadata[0]["init"] is True
     assert metadata[2]["legacy_metadata"] == "not json"
     assert metadata[3]["legacy_metadata"] == [1, 2]
-    assert [m["migrated_from"]["was_active"] for m in metadata] == [False, False, False, True]  # type: ignore[index]
-    assert {m["migrated_from"]["layout"] for m in metadata} == {"seed-v1-check-constrained"}  # type: ignore[index]
+    assert [m["migrated_from"]["was_active"] for m in metadata] == [False, False, False, True]
+    assert {m["migrated_from"]["layout"] for m in metadata} == {"seed-v1-check-constrained"}
     assert controller.active().scenario == "aggregated"
     assert controller.active().config_version == 4
     assert _sensor_rows_digest(db) == sensor_digest
@@ -151,7 +153,8 @@ def test_active_flag_layout_is_migrated_without_losing_a_row(tmp_path: Path) -> 
         (2, "schematized", "unknown"),
         (3, "anomaly", "ops"),
     ]
-    assert [m["migrated_from"]["was_active"] for *_, m in rows] == [False, False, True]  # type: ignore[index]
+    assert [m["migrated_from"]["was_active"] for *_, m in rows] == [False, False, True]
+    assert [m["migrated_from"]["is_active"] for *_, m in rows] == [False, False, True]
     # 'anomaly' is no longer a scenario, but it was active and stays readable as such.
     assert controller.active().scenario == "anomaly"
     assert controller.set("raw", "ops", "back to a known scenario").current.config_version == 4

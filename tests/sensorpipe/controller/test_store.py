@@ -9,10 +9,12 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
+
 from sensorpipe.controller import (
     SCHEMA_VERSION,
     Change,
     CorruptConfigRowError,
+    DatabaseUnavailableError,
     InvalidLimitError,
     InvalidOperatorError,
     InvalidReasonError,
@@ -21,7 +23,6 @@ from sensorpipe.controller import (
     UnknownScenarioError,
 )
 from sensorpipe.scenarios import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
-
 from tests.sensorpipe.controller.conftest import fingerprint
 
 
@@ -183,6 +184,17 @@ def test_shares_a_file_with_other_tables(tmp_path: Path) -> None:
     with sqlite3.connect(sensor_db) as conn:
         assert conn.execute("SELECT count(*) FROM sensor_readings").fetchone() == (2,)
     conn.close()
+
+
+def test_a_database_deleted_under_a_controller_is_not_silently_recreated(db_path: Path) -> None:
+    controller = PipelineController(db_path)
+    db_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+
+    with pytest.raises(DatabaseUnavailableError, match="cannot open the database"):
+        controller.active()
+    assert not db_path.exists()
 
 
 def _collect(changes: list[Change], controller: PipelineController, stop: threading.Event) -> None:
