@@ -45,7 +45,8 @@ class ServiceProcess:
 
     @property
     def name(self) -> str:
-        suffix = "-".join(a.lstrip("-") for a in self.args)
+        # Flag values may be paths: keep only what is safe in a file name.
+        suffix = "-".join(Path(a.lstrip("-")).name for a in self.args)
         base = self.module.rsplit(".", 1)[-1]
         return f"{base}-{suffix}" if suffix else base
 

@@ -1,0 +1,1 @@
+"""The edge side: a sensor simulator writing SQLite, and the uploader feeding the ingest queue."""

@@ -1,0 +1,38 @@
+"""The edge uploader: new rows of the sensor database, in batch envelopes, to the ingest queue.
+
+Checkpointed by row id (durably, after SQS accepted the batch), stamped with the active
+scenario and config version read from the pipeline controller at the start of every batch,
+with deterministic batch ids so a resend after a crash is idempotent downstream.
+"""
+
+from edge.uploader.batches import batch_id, generation_token
+from edge.uploader.checkpoint import Checkpoint, CheckpointStore, PendingBatch
+from edge.uploader.errors import (
+    CheckpointError,
+    SourceError,
+    StampError,
+    UnknownTableError,
+    UploaderError,
+)
+from edge.uploader.source import SOURCE_TABLES, RowFingerprint, SensorSource
+from edge.uploader.uploader import BatchResult, Totals, Uploader, UploadOptions
+
+__all__ = [
+    "SOURCE_TABLES",
+    "BatchResult",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointStore",
+    "PendingBatch",
+    "RowFingerprint",
+    "SensorSource",
+    "SourceError",
+    "StampError",
+    "Totals",
+    "UnknownTableError",
+    "UploadOptions",
+    "Uploader",
+    "UploaderError",
+    "batch_id",
+    "generation_token",
+]
