@@ -5,7 +5,9 @@ SQS calls are the scarce resource, so a record never travels alone. The envelope
 nothing to do for a scenario forwards the body untouched without decoding it.
 
 Body format: JSON (orjson), optionally gzip-compressed and base64-encoded when the
-``content-encoding`` attribute says ``gzip``.
+``content-encoding`` attribute says ``gzip``. The gzip stream is real gzip (RFC 1952, no
+timestamp, so bytes are reproducible); decoding also accepts a bare zlib stream, and it
+refuses to inflate a body beyond :data:`MAX_DECODED_BYTES` (a compression bomb is poison).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ ATTR_CONFIG_VERSION = "config-version"
 ATTR_RECORD_COUNT = "record-count"
 ATTR_ENCODING = "content-encoding"
 ATTR_VERSION = "envelope-version"
+# 256 KiB of deflate can inflate to ~250 MiB; no honest batch comes near this.
+MAX_DECODED_BYTES = 64 * 1024 * 1024
+_GZIP_WBITS = 31  # zlib's gzip container (header without a timestamp)
+_AUTO_WBITS = 47  # inflate either a gzip or a zlib container
 
 Record = dict[str, Any]
 
@@ -108,7 +114,8 @@ class Encoded:
 def encode(envelope: Envelope, *, compress: bool) -> Encoded:
     raw = orjson.dumps(envelope.to_dict())
     if compress:
-        body = base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
+        packer = zlib.compressobj(1, zlib.DEFLATED, _GZIP_WBITS)
+        body = base64.b64encode(packer.compress(raw) + packer.flush()).decode("ascii")
         encoding = "gzip"
     else:
         body = raw.decode("utf-8")
@@ -155,7 +162,7 @@ def decode(body: str, attributes: dict[str, str]) -> Envelope:
     encoding = attributes.get(ATTR_ENCODING, "identity")
     try:
         if encoding == "gzip":
-            raw: bytes | str = zlib.decompress(base64.b64decode(body, validate=True))
+            raw: bytes | str = _inflate(base64.b64decode(body, validate=True))
         elif encoding == "identity":
             raw = body
         else:
@@ -180,6 +187,16 @@ def decode(body: str, attributes: dict[str, str]) -> Envelope:
         hops=data.get("hops") or [],
         meta=data.get("meta") or {},
     )
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj(_AUTO_WBITS)
+    raw = inflater.decompress(data, MAX_DECODED_BYTES)
+    if inflater.unconsumed_tail:
+        raise EnvelopeError(f"body inflates beyond {MAX_DECODED_BYTES} bytes (refused)")
+    if not inflater.eof:
+        raise EnvelopeError("compressed body is truncated")
+    return raw
 
 
 def _header_problems(data: dict[str, Any]) -> list[str]:

@@ -7,6 +7,18 @@ from pathlib import Path
 from sensorpipe.errors import SensorPipeError
 
 
+class FieldProblem(ValueError):
+    """Raised by a model validator to pin a cross-field problem on one key.
+
+    Pydantic reports a model validator's error at the model's own path; ``key`` (relative
+    to that model, dotted) lets the loader name the exact key instead.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(problem)
+
+
 class ConfigError(SensorPipeError):
     """A configuration file cannot be used; start-up must stop."""
 

@@ -2,7 +2,8 @@
 
 The original expanded only whole-string placeholders (origin.md bug 11); here a
 placeholder may sit inside a longer string and several may share one value. ``$${``
-escapes a literal ``${``.
+escapes a literal ``${``; any other ``${`` that is not a well-formed placeholder is an
+error (a typo such as ``${ VAR}`` must not pass through as literal text).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from sensorpipe.config.errors import ConfigExpansionError
 
-_PLACEHOLDER = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+_PLACEHOLDER = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$\{")
 
 
 def expand_value(
@@ -38,6 +39,13 @@ def _expand_string(text: str, env: Mapping[str, str], *, file: Path | str | None
         if match.group(0) == "$${":
             return "${"
         name, default = match.group(1), match.group(2)
+        if name is None:
+            raise ConfigExpansionError(
+                f"malformed placeholder at {text[match.start() : match.start() + 20]!r}",
+                file=file,
+                key=key or None,
+                hint="write ${NAME} or ${NAME:-default}; $${ stands for a literal ${",
+            )
         found = env.get(name)
         if found not in (None, ""):
             return str(found)

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sensorpipe.config.errors import ConfigFileError, ConfigValidationError
+from sensorpipe.config.errors import ConfigFileError, ConfigValidationError, FieldProblem
 from sensorpipe.config.expansion import expand_value
+from sensorpipe.config.overrides import apply_env_overrides
 from sensorpipe.config.pipeline import PipelineConfig
 from sensorpipe.config.spec import ValidationSpec
 
@@ -71,32 +72,49 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return out or "<top level>"
 
 
-def _validation_error(exc: ValidationError, path: Path | None) -> ConfigValidationError:
+def _validation_error(
+    exc: ValidationError, path: Path | None, sources: Mapping[str, str]
+) -> ConfigValidationError:
     problems: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if p not in ("function-after",))
+        loc: tuple[int | str, ...] = tuple(p for p in err["loc"] if p not in ("function-after",))
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblem):
+            loc = (*loc, *cause.key.split("."))
         message = err["msg"].removeprefix("Value error, ")
+        if "[key]" in loc:  # pydantic's marker for a bad mapping key (not its value)
+            loc = tuple(p for p in loc if p != "[key]")
+            message = f"not an allowed key name: {message}"
         if err["type"] == "extra_forbidden":
             message = "unknown key (typo? it is not part of the schema)"
-        problems.append((_key_path(loc), message))
+        key = _key_path(loc)
+        source = next((v for k, v in sources.items() if key == k or key.startswith(k + ".")), None)
+        if source is not None:
+            message += f" (value from environment variable {source})"
+        problems.append((key, message))
     return ConfigValidationError(problems, file=path)
 
 
-def _load(model: type[ModelT], path: Path, env: Mapping[str, str] | None) -> ModelT:
+def _load(
+    model: type[ModelT], path: Path, env: Mapping[str, str] | None, *, overrides: bool
+) -> ModelT:
     environ = os.environ if env is None else env
     data = expand_value(read_yaml_mapping(path), environ, file=path)
+    sources: dict[str, str] = {}
+    if overrides:
+        data, sources = apply_env_overrides(data, environ, file=path)
     try:
-        return model(**data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, path) from None
-    except TypeError as exc:  # a non-string key at the top level
-        raise ConfigValidationError([("<top level>", str(exc))], file=path) from None
+        raise _validation_error(exc, path, sources) from None
 
 
-def _resolve(path: Path | str | None, env_name: str, default_name: str) -> Path:
+def _resolve(
+    path: Path | str | None, env_name: str, default_name: str, env: Mapping[str, str] | None
+) -> Path:
     if path is not None:
         return Path(path)
-    from_env = os.environ.get(env_name)
+    from_env = (os.environ if env is None else env).get(env_name)
     return Path(from_env) if from_env else default_file(default_name)
 
 
@@ -104,8 +122,10 @@ def load_pipeline_config(
     path: Path | str | None = None, *, env: Mapping[str, str] | None = None
 ) -> PipelineConfig:
     """Load ``pipeline-config-v2.yaml`` (argument, else $SENSORPIPE_PIPELINE_CONFIG,
-    else the packaged default)."""
-    return _load(PipelineConfig, _resolve(path, PIPELINE_CONFIG_ENV, PIPELINE_CONFIG_FILE), env)
+    else the packaged default). ``env`` (default ``os.environ``) feeds both the
+    ``${VAR}`` placeholders and the ``SENSORPIPE__...`` overrides."""
+    resolved = _resolve(path, PIPELINE_CONFIG_ENV, PIPELINE_CONFIG_FILE, env)
+    return _load(PipelineConfig, resolved, env, overrides=True)
 
 
 def load_validation_spec(
@@ -118,4 +138,5 @@ def load_validation_spec(
     ``validation.spec_path``, else $SENSORPIPE_VALIDATION_SPEC, else the packaged default."""
     if path is None and config is not None and config.validation.spec_path:
         path = config.validation.spec_path
-    return _load(ValidationSpec, _resolve(path, VALIDATION_SPEC_ENV, VALIDATION_SPEC_FILE), env)
+    resolved = _resolve(path, VALIDATION_SPEC_ENV, VALIDATION_SPEC_FILE, env)
+    return _load(ValidationSpec, resolved, env, overrides=False)

@@ -2,7 +2,8 @@
 
 Every value can be overridden from the environment with ``SENSORPIPE__`` plus the
 upper-case key path joined by ``__`` (for example ``SENSORPIPE__WINDOWING__GRACE_SECONDS=5``);
-the environment wins over the file.
+the environment wins over the file. The loader applies the overrides (see
+``sensorpipe.config.overrides``), so the model itself never reads the process environment.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sensorpipe.config.errors import FieldProblem
 from sensorpipe.scenarios import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -59,7 +60,9 @@ class EncryptionSettings(_Strict):
     @model_validator(mode="after")
     def _kms_needs_key(self) -> EncryptionSettings:
         if self.mode == "sse-kms" and not self.kms_key_id:
-            raise ValueError("mode 'sse-kms' needs kms_key_id (a key id, ARN or alias)")
+            raise FieldProblem(
+                "kms_key_id", "mode 'sse-kms' needs kms_key_id (a key id, ARN or alias)"
+            )
         return self
 
 
@@ -106,9 +109,10 @@ class BucketSettings(_Strict):
     def _valid_bucket_names(self) -> BucketSettings:
         for kind, name in self.all_names().items():
             if not _NAME.match(name) or ".." in name:
-                raise ValueError(
+                raise FieldProblem(
+                    f"names.{kind.value}" if kind in self.names else "prefix",
                     f"bucket name {name!r} for {kind.value} is not a valid S3 bucket name "
-                    "(3-63 lower-case letters, digits, '.' or '-')"
+                    "(3-63 lower-case letters, digits, '.' or '-')",
                 )
         return self
 
@@ -190,13 +194,17 @@ class ScenarioRoute(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioRoute:
         if self.filter and not self.validate_records:
-            raise ValueError("filter: true needs validate: true (filters run on valid records)")
+            raise FieldProblem(
+                "filter", "filter: true needs validate: true (filters run on valid records)"
+            )
         needs_validation = {Destination.AGGREGATOR, Destination.NOTIFIER} & set(self.destinations)
         if needs_validation and not self.validate_records:
             names = sorted(d.value for d in needs_validation)
-            raise ValueError(f"destinations {names} need validate: true (typed, checked records)")
+            raise FieldProblem(
+                "destinations", f"destinations {names} need validate: true (typed, checked records)"
+            )
         if len(set(self.destinations)) != len(self.destinations):
-            raise ValueError("destinations lists a destination twice")
+            raise FieldProblem("destinations", "destinations lists a destination twice")
         return self
 
 
@@ -293,19 +301,13 @@ class RuntimeSettings(_Strict):
     heartbeat_fraction: float = Field(default=0.5, gt=0, lt=1)
     retry_base_seconds: int = Field(default=5, ge=0)
     retry_max_seconds: int = Field(default=300, ge=0, le=43200)
-    shutdown_timeout_seconds: float = Field(default=20, gt=0)
+    # Below Docker's default 10 s stop grace; long polls are capped one second under it.
+    shutdown_timeout_seconds: float = Field(default=9, gt=0, le=3600)
     compress: bool = True
 
 
-class PipelineConfig(BaseSettings):
+class PipelineConfig(_Strict):
     """The whole pipeline configuration (``pipeline-config-v2.yaml``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="SENSORPIPE__",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
 
     version: Literal[2] = 2
     pipeline: PipelineSection = PipelineSection()
@@ -319,18 +321,6 @@ class PipelineConfig(BaseSettings):
     runtime: RuntimeSettings = RuntimeSettings()
     scenarios: dict[str, ScenarioRoute] = Field(default_factory=_default_routes)
     filters: list[FilterRule] = Field(default_factory=list)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the file (the file arrives as init kwargs).
-        return (env_settings, init_settings)
 
     @field_validator("scenarios")
     @classmethod
@@ -351,9 +341,10 @@ class PipelineConfig(BaseSettings):
     @model_validator(mode="after")
     def _default_scenario_known(self) -> PipelineConfig:
         if self.pipeline.default_scenario not in self.scenarios:
-            raise ValueError(
+            raise FieldProblem(
+                "pipeline.default_scenario",
                 f"pipeline.default_scenario {self.pipeline.default_scenario!r} is not a "
-                f"scenario of this file ({sorted(self.scenarios)})"
+                f"scenario of this file ({sorted(self.scenarios)})",
             )
         return self
 

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sensorpipe.config.errors import FieldProblem
+
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 
 
@@ -46,12 +48,15 @@ class FieldSpec(_Strict):
     @model_validator(mode="after")
     def _range_order(self) -> FieldSpec:
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            raise FieldProblem("min", f"min ({self.min}) is greater than max ({self.max})")
         if (self.min is not None or self.max is not None) and self.type not in (
             "integer",
             "number",
         ):
-            raise ValueError(f"min/max only apply to numeric fields, not {self.type}")
+            raise FieldProblem(
+                "min" if self.min is not None else "max",
+                f"min/max only apply to numeric fields, not {self.type}",
+            )
         return self
 
 
@@ -78,7 +83,7 @@ class Threshold(_Strict):
         if self.low is None and self.high is None:
             raise ValueError("a threshold needs low, high or both")
         if self.low is not None and self.high is not None and self.low > self.high:
-            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+            raise FieldProblem("low", f"low ({self.low}) is greater than high ({self.high})")
         return self
 
 
@@ -114,13 +119,19 @@ class ValidationSpec(_Strict):
     @model_validator(mode="after")
     def _references_exist(self) -> ValidationSpec:
         if self.timestamp_field not in self.fields:
-            raise ValueError(f"timestamp_field {self.timestamp_field!r} is not in fields")
+            raise FieldProblem(
+                "timestamp_field", f"timestamp_field {self.timestamp_field!r} is not in fields"
+            )
         if self.fields[self.timestamp_field].type != "timestamp":
-            raise ValueError(f"field {self.timestamp_field!r} must have type 'timestamp'")
+            raise FieldProblem(
+                f"fields.{self.timestamp_field}.type",
+                f"field {self.timestamp_field!r} must have type 'timestamp'",
+            )
         for metric in self.anomaly_detection.thresholds:
             spec = self.fields.get(metric)
             if spec is None or spec.type not in ("integer", "number"):
-                raise ValueError(
-                    f"anomaly_detection.thresholds.{metric}: not a numeric field of the spec"
+                raise FieldProblem(
+                    f"anomaly_detection.thresholds.{metric}",
+                    f"threshold on {metric!r}, which is not a numeric field of the spec",
                 )
         return self

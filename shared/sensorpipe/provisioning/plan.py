@@ -146,7 +146,20 @@ def queue_attributes(q: QueueSettings, *, fifo: bool, dlq: bool) -> dict[str, st
     return attrs
 
 
+def _ensure_with_redrive(
+    sqs: SQSClient, name: str, attributes: dict[str, str], dlq: str, max_receive_count: int
+) -> None:
+    dlq_url = sqs.get_queue_url(QueueName=dlq)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+    _ensure_queue(sqs, name, {**attributes, "RedrivePolicy": json.dumps(redrive)})
+
+
 def queue_steps(config: PipelineConfig, sqs: SQSClient) -> list[Step]:
+    """Two steps per queue: its DLQ first (the redrive policy needs the DLQ's ARN),
+    then the queue itself with its RedrivePolicy."""
     q = config.queues
     steps: list[Step] = []
     for name in [*q.consumer_queues(), q.notifications]:
@@ -154,28 +167,18 @@ def queue_steps(config: PipelineConfig, sqs: SQSClient) -> list[Step]:
         dlq = QueueSettings.dlq_name(name)
         dlq_attrs = queue_attributes(q, fifo=fifo, dlq=True)
         attrs = queue_attributes(q, fifo=fifo, dlq=False)
-
-        def create(
-            name: str = name,
-            dlq: str = dlq,
-            attrs: dict[str, str] = attrs,
-            dlq_attrs: dict[str, str] = dlq_attrs,
-        ) -> None:
-            dlq_url = _ensure_queue(sqs, dlq, dlq_attrs)
-            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-                "Attributes"
-            ]["QueueArn"]
-            redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": q.max_receive_count}
-            _ensure_queue(sqs, name, {**attrs, "RedrivePolicy": json.dumps(redrive)})
-
-        steps.append(
+        steps += [
             Step(
-                f"sqs: queue {name} {json.dumps(attrs, sort_keys=True)} with DLQ {dlq} "
-                f"(maxReceiveCount {q.max_receive_count}, "
-                f"retention {q.dlq_retention_seconds} s)",
-                create,
-            )
-        )
+                f"sqs: dead-letter queue {dlq} {json.dumps(dlq_attrs, sort_keys=True)}",
+                partial(_ensure_queue, sqs, dlq, dlq_attrs),
+            ),
+            Step(
+                f"sqs: queue {name} {json.dumps(attrs, sort_keys=True)} "
+                f"RedrivePolicy {{deadLetterTargetArn: arn of {dlq}, "
+                f"maxReceiveCount: {q.max_receive_count}}}",
+                partial(_ensure_with_redrive, sqs, name, attrs, dlq, q.max_receive_count),
+            ),
+        ]
     return steps
 
 

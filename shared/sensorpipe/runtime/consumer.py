@@ -7,27 +7,40 @@
   to its DLQ after maxReceiveCount), rejects straight to the DLQ with the reason, or
   holds it for a later ack (the aggregator does, until its windows are written).
 - A heartbeat thread keeps every in-flight message invisible while it is held.
-- On stop (SIGTERM/SIGINT) it stops receiving, lets the handler flush, and hands
-  every unsettled message back with visibility 0: nothing acknowledged is redone,
-  nothing unacknowledged is lost.
+- On stop (SIGTERM/SIGINT) it stops receiving, finishes the batch in hand, lets the
+  handler flush, and hands every unsettled message back with visibility 0: nothing
+  acknowledged is redone, nothing unacknowledged is lost. The stated time: it returns
+  within ``runtime.shutdown_timeout_seconds`` after the batch in hand is done. Long
+  polls are capped one second below that budget so an open poll always ends (and its
+  messages are handed back) in time; should one still be open at the deadline it is
+  abandoned, and what it returns is redelivered after one visibility timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import (
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 from tenacity import retry as retrying
-from tenacity import retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from sensorpipe.config.pipeline import RuntimeSettings
+from sensorpipe.envelope import ATTR_BATCH_ID
 from sensorpipe.runtime import metrics
 from sensorpipe.runtime.handler import BatchHandler
 from sensorpipe.runtime.heartbeat import Heartbeat
+from sensorpipe.runtime.logs import log_context
 from sensorpipe.runtime.message import Ack, Hold, Message, Outcome, Reject, Retry
 from sensorpipe.runtime.tracker import InFlight
 
@@ -38,6 +51,8 @@ log = logging.getLogger(__name__)
 
 _AWS_TRANSIENT = retry_if_exception_type((BotoCoreError, ClientError))
 _MAX_ATTRIBUTES = 10
+# Exponential from 0.2 s up to 5 s, plus jitter so replicas do not retry in step.
+_BACK_OFF = wait_exponential(multiplier=0.2, max=5) + wait_random(0, 0.2)
 
 
 class Consumer:
@@ -76,6 +91,9 @@ class Consumer:
         )
         self._last_receive = time.monotonic()
         self._stopped = False
+        self._poll_s = max(
+            0, min(settings.wait_time_seconds, math.ceil(settings.shutdown_timeout_seconds) - 1)
+        )
         handler.bind(self)
 
     # -- public --------------------------------------------------------------------
@@ -115,15 +133,17 @@ class Consumer:
         self._settled(messages, "ok")
 
     def retry(self, messages: list[Message], reason: str) -> None:
+        # Settle first so the heartbeat cannot re-extend a message we just released.
+        self._settled(messages, "retry")
         for message in messages:
             self._back_off(message, reason)
-        self._settled(messages, "retry")
 
     # -- receiving -------------------------------------------------------------------
 
     def _receive_loop(self) -> None:
         while not self.stop_event.is_set():
-            room = self.settings.max_in_flight - len(self.in_flight)
+            limit = self.handler.max_in_flight or self.settings.max_in_flight
+            room = limit - len(self.in_flight)
             if room <= 0:
                 self.stop_event.wait(0.05)
                 continue
@@ -135,6 +155,8 @@ class Consumer:
                 self.stop_event.wait(2.0)
                 continue
             if not messages:
+                if self._poll_s == 0:  # short polling: do not spin on an empty queue
+                    self.stop_event.wait(0.2)
                 continue
             self.in_flight.add(messages, self.visibility_s)
             self._observe_receipt(messages)
@@ -152,7 +174,7 @@ class Consumer:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=count,
-            WaitTimeSeconds=self.settings.wait_time_seconds,
+            WaitTimeSeconds=self._poll_s,
             MessageAttributeNames=["All"],
             AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )
@@ -174,17 +196,23 @@ class Consumer:
 
     def _process(self, batch: list[Message]) -> None:
         started = time.perf_counter()
+        batch_ids = [m.attributes.get(ATTR_BATCH_ID, "") for m in batch]
         try:
-            outcomes = self.handler.handle(batch)
+            with log_context(batch_ids=batch_ids):
+                outcomes = self.handler.handle(batch)
             if len(outcomes) != len(batch):
                 raise RuntimeError(
                     f"handler returned {len(outcomes)} outcomes for {len(batch)} messages"
                 )
+            unknown = [o for o in outcomes if not isinstance(o, (Ack, Hold, Retry, Reject))]
+            if unknown:
+                raise TypeError(f"handler returned unknown outcome {unknown[0]!r}")
         except Exception as exc:  # a handler bug must not kill the loop or lose messages
             log.exception("handler failed on %d message(s); they will be retried", len(batch))
             outcomes = [Retry(f"handler error: {type(exc).__name__}: {exc}")] * len(batch)
         metrics.PROCESSING_SECONDS.labels(self.service).observe(time.perf_counter() - started)
-        self._apply(batch, outcomes)
+        with log_context(batch_ids=batch_ids):
+            self._apply(batch, outcomes)
 
     def _apply(self, batch: list[Message], outcomes: list[Outcome]) -> None:
         acks = [m for m, o in zip(batch, outcomes, strict=True) if isinstance(o, Ack)]
@@ -197,13 +225,11 @@ class Consumer:
                     message.message_id,
                     message.receive_count,
                     outcome.reason,
-                    extra={"batch_id": message.attributes.get("batch-id")},
+                    extra={"batch_id": message.attributes.get(ATTR_BATCH_ID)},
                 )
                 self.retry([message], outcome.reason)
             elif isinstance(outcome, Reject):
                 self._reject(message, outcome.reason)
-            elif not isinstance(outcome, (Ack, Hold)):
-                raise TypeError(f"unknown outcome {outcome!r}")
 
     def _tick(self) -> None:
         try:
@@ -218,9 +244,7 @@ class Consumer:
         metrics.MESSAGES_PROCESSED.labels(self.service, self.queue_name, outcome).inc(len(messages))
         metrics.IN_FLIGHT.labels(self.service).set(len(self.in_flight))
 
-    @retrying(
-        retry=_AWS_TRANSIENT, wait=wait_exponential_jitter(0.2, 5), stop=stop_after_attempt(5)
-    )
+    @retrying(retry=_AWS_TRANSIENT, wait=_BACK_OFF, stop=stop_after_attempt(5))
     def _delete_chunk(self, chunk: list[Message]) -> list[str]:
         response = self.sqs.delete_message_batch(
             QueueUrl=self.queue_url,
@@ -232,7 +256,14 @@ class Consumer:
 
     def _delete(self, messages: list[Message]) -> None:
         for start in range(0, len(messages), 10):
-            failed = self._delete_chunk(messages[start : start + 10])
+            try:
+                failed = self._delete_chunk(messages[start : start + 10])
+            except RetryError as exc:
+                # SQS stayed unreachable: the messages come back after their visibility
+                # timeout and are redone; outputs are idempotent, so that is safe.
+                metrics.AWS_ERRORS.labels(self.service, "DeleteMessageBatch").inc()
+                log.warning("delete failed after retries: %s", exc.last_attempt.exception())
+                continue
             if failed:
                 # The receipt expired (the message will come back): idempotent outputs
                 # make the redelivery harmless, but say so.
@@ -286,15 +317,18 @@ class Consumer:
             "rejected message %s to the DLQ: %s",
             message.message_id,
             reason,
-            extra={"batch_id": message.attributes.get("batch-id")},
+            extra={"batch_id": message.attributes.get(ATTR_BATCH_ID)},
         )
         self._delete([message])
         self._settled([message], "rejected")
 
     def _hand_back(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        self._settled(messages, "handed_back")
         for message in messages:
             self._change_visibility(message, 0)
-        self._settled(messages, "handed_back")
+        log.info("handed back %d unsettled message(s) for redelivery now", len(messages))
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -303,18 +337,19 @@ class Consumer:
             return
         self._stopped = True
         self.stop_event.set()
+        # The budget starts once the batch in hand is done (that one always finishes).
+        deadline = time.monotonic() + self.settings.shutdown_timeout_seconds
         try:
             self.handler.on_shutdown()
         except Exception:
             log.exception("handler shutdown flush failed; unsettled messages are handed back")
-        self._receiver.join(timeout=self.settings.wait_time_seconds + 5)
+        self._receiver.join(timeout=max(0.1, deadline - time.monotonic()))
+        if self._receiver.is_alive():
+            log.warning("a long poll is still open at the shutdown deadline; abandoning it")
         while True:
             try:
                 self._hand_back(self._inbox.get_nowait())
             except queue.Empty:
                 break
-        leftover = self.in_flight.all()
-        if leftover:
-            log.info("handing back %d unsettled message(s)", len(leftover))
-            self._hand_back(leftover)
+        self._hand_back(self.in_flight.all())
         self._heartbeat.stop()

@@ -26,6 +26,8 @@ class BatchHandler:
 
     name: str = "handler"
     tick_interval_s: float = 1.0
+    # Overrides runtime.max_in_flight for a handler that holds messages (the aggregator).
+    max_in_flight: int | None = None
 
     def __init__(self) -> None:
         self.acknowledger: Acknowledger | None = None

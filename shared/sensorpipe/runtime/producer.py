@@ -18,7 +18,8 @@ from tenacity import (
     retry,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from sensorpipe.envelope import Encoded, Envelope, encode_to_fit, encoded_size
@@ -77,7 +78,7 @@ class EnvelopeProducer:
 
     @retry(
         retry=retry_if_exception_type((_PartialFailure, BotoCoreError, ClientError)),
-        wait=wait_exponential_jitter(initial=0.2, max=5),
+        wait=wait_exponential(multiplier=0.2, max=5) + wait_random(0, 0.2),
         stop=stop_after_attempt(6),
         reraise=False,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -110,10 +111,19 @@ def run_service(
     except ConfigError as exc:
         print(f"sensorpipe-{name}: configuration error: {exc}", file=sys.stderr)
         return 2
-    except SensorPipeError as exc:
+    except (SensorPipeError, BotoCoreError, ClientError) as exc:
+        # e.g. the queue does not exist yet (not provisioned) or AWS is unreachable.
         print(f"sensorpipe-{name}: cannot start: {exc}", file=sys.stderr)
         return 1
     BUILD_INFO.info({"version": __version__, "service": name})
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        consumer.stop()
+
+    # Before /healthz answers: whoever saw it healthy may SIGTERM it at once.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     server = serve_http(settings.metrics_host, settings.metrics_port, consumer.health)
     log.info(
         "%s consuming %s; metrics on http://%s:%d/metrics",
@@ -122,13 +132,6 @@ def run_service(
         settings.metrics_host,
         server.server_port,
     )
-
-    def _stop(signum: int, _frame: object) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
-        consumer.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     consumer.run()
     server.shutdown()
     log.info("%s stopped cleanly", name)

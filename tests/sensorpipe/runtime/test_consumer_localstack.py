@@ -1,0 +1,208 @@
+"""The consumer loop against the running LocalStack: poison to the DLQ after N receives,
+a slow handler kept invisible by the heartbeat."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sensorpipe.aws import sqs_client
+from sensorpipe.config.pipeline import QueueSettings
+from sensorpipe.envelope import Envelope
+from sensorpipe.runtime import (
+    ACK,
+    BatchHandler,
+    Consumer,
+    EnvelopeProducer,
+    Message,
+    Outcome,
+    Retry,
+)
+from tests.conftest import Pipeline, make_pipeline
+from tests.sensorpipe.runtime.conftest import LoopRunner, metric, service_name
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+pytestmark = pytest.mark.integration
+
+FAST_QUEUES = {"visibility_timeout_seconds": 5, "max_receive_count": 3}
+FAST_RUNTIME = {
+    "wait_time_seconds": 1,
+    "retry_base_seconds": 0,
+    "shutdown_timeout_seconds": 3,
+    "heartbeat_fraction": 0.5,
+}
+
+
+def _pipeline(tmp_path: Path, endpoint: str, **runtime: Any) -> Pipeline:
+    return make_pipeline(
+        tmp_path, endpoint, {"queues": FAST_QUEUES, "runtime": {**FAST_RUNTIME, **runtime}}
+    )
+
+
+def _send(pipeline: Pipeline, batch_ids: list[str]) -> None:
+    queue = pipeline.config.queues.ingest
+    producer = EnvelopeProducer(sqs_client(), pipeline.queue_url(queue), queue, service="test")
+    producer.send(
+        [
+            Envelope(batch_id=b, scenario="raw", config_version=1, records=[{"b": b}])
+            for b in batch_ids
+        ]
+    )
+
+
+@functools.cache
+def _queue_url(name: str) -> str:
+    return _sqs().get_queue_url(QueueName=name)["QueueUrl"]
+
+
+@functools.cache
+def _sqs() -> SQSClient:
+    # One client for the polling loops (creating one costs ~0.1 s of a shared CPU).
+    return sqs_client()
+
+
+def _depth(queue: str) -> int:
+    attrs = _sqs().get_queue_attributes(
+        QueueUrl=_queue_url(queue),
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return sum(int(v) for v in attrs.values())
+
+
+class CountingHandler(BatchHandler):
+    """Acks everything except ``poison``, which always fails with Retry."""
+
+    def __init__(self, poison: str) -> None:
+        super().__init__()
+        self.poison = poison
+        self.acked: collections.Counter[str] = collections.Counter()
+        self.poison_receives: list[int] = []
+
+    def handle(self, messages: list[Message]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for m in messages:
+            batch_id = m.envelope().batch_id
+            if batch_id == self.poison:
+                self.poison_receives.append(m.receive_count)
+                outcomes.append(Retry("this one always fails"))
+            else:
+                self.acked[batch_id] += 1
+                outcomes.append(ACK)
+        return outcomes
+
+
+def test_poison_reaches_the_dlq_after_max_receives_and_nothing_else_is_lost(
+    localstack: str, tmp_path: Path
+) -> None:
+    pipeline = _pipeline(tmp_path, localstack, max_messages=10)
+    queue = pipeline.config.queues.ingest
+    dlq = QueueSettings.dlq_name(queue)
+    good = [f"good-{i:02d}" for i in range(25)]
+    _send(pipeline, [*good[:12], "poison", *good[12:]])
+
+    handler = CountingHandler("poison")
+    consumer = Consumer(
+        sqs_client(),
+        queue,
+        handler,
+        pipeline.config.runtime,
+        service=service_name(),
+        dlq_name=dlq,
+    )
+    runner = LoopRunner(consumer)
+    try:
+        runner.wait_for(lambda: _depth(dlq) == 1, timeout_s=40)
+        runner.wait_for(lambda: sum(handler.acked.values()) >= len(good), timeout_s=10)
+    finally:
+        runner.stop()
+
+    # The poison was tried exactly maxReceiveCount times, then SQS moved it.
+    assert handler.poison_receives == [1, 2, 3]
+    moved = sqs_client().receive_message(
+        QueueUrl=pipeline.queue_url(dlq), MessageAttributeNames=["All"]
+    )["Messages"]
+    assert moved[0]["MessageAttributes"]["batch-id"]["StringValue"] == "poison"
+    # Every other message was processed exactly once, and the queue is empty.
+    assert handler.acked == collections.Counter(good)
+    assert _depth(queue) == 0
+    assert (
+        metric(
+            "sensorpipe_messages_processed_total",
+            service=consumer.service,
+            queue=queue,
+            outcome="retry",
+        )
+        == 3
+    )
+
+
+class SlowHandler(BatchHandler):
+    """Works on each message for ``seconds`` before acking it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.seen: list[tuple[str, int]] = []
+        self.started = threading.Event()
+
+    def handle(self, messages: list[Message]) -> list[Outcome]:
+        self.seen.extend((m.envelope().batch_id, m.receive_count) for m in messages)
+        self.started.set()
+        time.sleep(self.seconds)
+        return [ACK] * len(messages)
+
+
+def test_slow_handler_keeps_its_message_invisible(localstack: str, tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path, localstack, max_messages=1, max_in_flight=1)
+    queue = pipeline.config.queues.ingest
+    queue_url = pipeline.queue_url(queue)
+    _send(pipeline, ["slow"])
+    handler = SlowHandler(seconds=11.0)  # more than twice the 5 s visibility timeout
+    consumer = Consumer(
+        sqs_client(),
+        queue,
+        handler,
+        pipeline.config.runtime,
+        service=service_name(),
+        dlq_name=QueueSettings.dlq_name(queue),
+    )
+    runner = LoopRunner(consumer)
+    try:
+        assert handler.started.wait(15), "the consumer never received the message"
+        # Control: a message received without a heartbeat comes back after 5 s.
+        _send(pipeline, ["control"])
+        spy = sqs_client()
+        seen_by_spy: list[str] = []
+        last_control = ""
+        deadline = time.monotonic() + 10.5
+        while time.monotonic() < deadline:
+            for raw in spy.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                MessageAttributeNames=["All"],
+            ).get("Messages", []):
+                seen_by_spy.append(raw["MessageAttributes"]["batch-id"]["StringValue"])
+                last_control = raw["ReceiptHandle"]
+        runner.wait_for(lambda: consumer.health()["in_flight"] == 0, timeout_s=10)
+    finally:
+        runner.stop()
+
+    assert "slow" not in seen_by_spy, "the slow message became visible while being worked on"
+    assert seen_by_spy.count("control") >= 2, "control: visibility should have run out"
+    assert handler.seen == [("slow", 1)]
+    assert metric("sensorpipe_visibility_extensions_total", service=consumer.service) >= 2
+    spy.delete_message(QueueUrl=queue_url, ReceiptHandle=last_control)
+    assert _depth(queue) == 0

@@ -1,0 +1,289 @@
+"""The consumer loop's settling logic, on moto's in-memory SQS."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sensorpipe.runtime import HOLD, Consumer, Message, Reject, Retry
+from tests.sensorpipe.runtime.conftest import (
+    WORK_DLQ,
+    WORK_QUEUE,
+    LoopRunner,
+    ScriptedHandler,
+    metric,
+    queue_counts,
+    send_batches,
+    service_name,
+    unit_settings,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+RunLoop = Callable[[Consumer], LoopRunner]
+PROCESSED = "sensorpipe_messages_processed_total"
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, sqs: SQSClient, method: str) -> list[dict[str, Any]]:
+    """Record the keyword arguments of every call to ``sqs.<method>`` (still performed)."""
+    calls: list[dict[str, Any]] = []
+    real = getattr(sqs, method)
+
+    def spy(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(sqs, method, spy)
+    return calls
+
+
+def _consumer(sqs: SQSClient, handler: ScriptedHandler, **settings: Any) -> Consumer:
+    return Consumer(
+        sqs,
+        WORK_QUEUE,
+        handler,
+        unit_settings(**settings),
+        service=service_name(),
+        dlq_name=WORK_DLQ,
+    )
+
+
+def test_acked_messages_are_deleted_in_batches_of_at_most_ten(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deletes = _spy(monkeypatch, moto_sqs, "delete_message_batch")
+    ids = [f"b{i}" for i in range(23)]
+    send_batches(moto_sqs, work_queue, ids)
+    handler = ScriptedHandler()
+    consumer = _consumer(moto_sqs, handler)
+    runner = run_loop(consumer)
+    runner.wait_for(
+        lambda: metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="ok") == 23
+    )
+    runner.stop()
+
+    assert sorted(handler.seen_batch_ids()) == sorted(ids)
+    assert all(1 <= len(call["Entries"]) <= 10 for call in deletes)
+    assert sum(len(call["Entries"]) for call in deletes) == 23
+    assert queue_counts(moto_sqs, work_queue) == (0, 0)
+    assert (
+        metric("sensorpipe_messages_received_total", service=consumer.service, queue=WORK_QUEUE)
+        == 23
+    )
+    assert metric("sensorpipe_messages_in_flight", service=consumer.service) == 0
+
+
+def test_retry_backs_off_by_receive_count_and_keeps_the_message(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visibility = _spy(monkeypatch, moto_sqs, "change_message_visibility")
+    send_batches(moto_sqs, work_queue, ["good-1", "flaky", "good-2"])
+    handler = ScriptedHandler(
+        lambda m: Retry("downstream busy") if m.attributes["batch-id"] == "flaky" else HOLD
+    )
+    consumer = _consumer(moto_sqs, handler, retry_base_seconds=5, retry_max_seconds=300)
+    runner = run_loop(consumer)
+    runner.wait_for(lambda: len(handler.seen) == 3)
+    runner.wait_for(
+        lambda: metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="retry") == 1
+    )
+    # First receive: base * 2**0 seconds.
+    assert [c["VisibilityTimeout"] for c in visibility] == [5]
+    flaky = next(m for m in handler.seen if m.attributes["batch-id"] == "flaky")
+    assert visibility[0]["ReceiptHandle"] == flaky.receipt_handle
+
+    # The back-off doubles with the receive count, up to retry_max_seconds.
+    visibility.clear()
+    later = [
+        Message(f"id{n}", flaky.receipt_handle, flaky.body, flaky.attributes, receive_count=n)
+        for n in (2, 3, 4, 12)
+    ]
+    consumer.retry(later, "still busy")
+    assert [c["VisibilityTimeout"] for c in visibility] == [10, 20, 40, 300]
+    held = [m for m in handler.seen if m.attributes["batch-id"] != "flaky"]
+    consumer.ack(held)
+    runner.stop()
+    # The retried message is still in the queue (invisible), the others are gone.
+    assert sum(queue_counts(moto_sqs, work_queue)) == 1
+
+
+def test_reject_sends_to_the_dlq_with_the_reason_and_deletes(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
+) -> None:
+    send_batches(moto_sqs, work_queue, ["fine", "poison"])
+    handler = ScriptedHandler(
+        lambda m: Reject("records is not a list") if m.attributes["batch-id"] == "poison" else HOLD
+    )
+    consumer = _consumer(moto_sqs, handler)
+    runner = run_loop(consumer)
+    runner.wait_for(
+        lambda: (
+            metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="rejected") == 1
+        )
+    )
+    poison = next(m for m in handler.seen if m.attributes["batch-id"] == "poison")
+    consumer.ack([m for m in handler.seen if m is not poison])
+    runner.stop()
+
+    dlq_url = moto_sqs.get_queue_url(QueueName=WORK_DLQ)["QueueUrl"]
+    moved = moto_sqs.receive_message(
+        QueueUrl=dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    assert len(moved) == 1
+    attributes = {k: v["StringValue"] for k, v in moved[0]["MessageAttributes"].items()}
+    assert attributes["failure-reason"] == "records is not a list"
+    assert attributes["source-queue"] == WORK_QUEUE
+    assert attributes["failed-service"] == consumer.service
+    assert attributes["batch-id"] == "poison"
+    assert moved[0]["Body"] == poison.body
+    assert queue_counts(moto_sqs, work_queue) == (0, 0)
+
+
+def test_hold_keeps_the_message_in_flight_until_acknowledged(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
+) -> None:
+    send_batches(moto_sqs, work_queue, ["w1", "w2"])
+    handler = ScriptedHandler(lambda m: HOLD)
+    consumer = _consumer(moto_sqs, handler)
+    runner = run_loop(consumer)
+    runner.wait_for(lambda: len(handler.seen) == 2)
+    assert consumer.health()["in_flight"] == 2
+    assert queue_counts(moto_sqs, work_queue) == (0, 2)
+
+    assert handler.acknowledger is consumer
+    handler.acknowledger.ack(handler.seen[:1])
+    assert consumer.health()["in_flight"] == 1
+    handler.acknowledger.ack(handler.seen[1:])
+    assert consumer.health()["in_flight"] == 0
+    assert queue_counts(moto_sqs, work_queue) == (0, 0)
+    runner.stop()
+    assert metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="ok") == 2
+
+
+def test_handler_exception_retries_the_whole_batch_and_the_loop_survives(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visibility = _spy(monkeypatch, moto_sqs, "change_message_visibility")
+    send_batches(moto_sqs, work_queue, ["x1", "x2", "x3"])
+    handler = ScriptedHandler(raise_error=RuntimeError("bug in handler"))
+    consumer = _consumer(moto_sqs, handler, retry_base_seconds=7)
+    runner = run_loop(consumer)
+    runner.wait_for(
+        lambda: metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="retry") == 3
+    )
+    assert runner.thread.is_alive()
+    assert consumer.health()["status"] == "ok"
+    runner.stop()
+    assert sorted(c["VisibilityTimeout"] for c in visibility) == [7, 7, 7]
+    assert sum(queue_counts(moto_sqs, work_queue)) == 3  # nothing deleted, nothing lost
+
+
+def test_wrong_number_of_outcomes_is_treated_as_a_handler_error(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
+) -> None:
+    send_batches(moto_sqs, work_queue, ["y1", "y2"])
+
+    class ShortHandler(ScriptedHandler):
+        def handle(self, messages: list[Message]) -> list[Any]:
+            super().handle(messages)
+            return []
+
+    consumer = _consumer(moto_sqs, ShortHandler())
+    runner = run_loop(consumer)
+    runner.wait_for(
+        lambda: metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="retry") == 2
+    )
+    runner.stop()
+    assert sum(queue_counts(moto_sqs, work_queue)) == 2
+
+
+def test_in_flight_work_is_bounded(moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop) -> None:
+    send_batches(moto_sqs, work_queue, [f"z{i}" for i in range(8)])
+    handler = ScriptedHandler(lambda m: HOLD)
+    consumer = _consumer(moto_sqs, handler, max_in_flight=3)
+    runner = run_loop(consumer)
+    runner.wait_for(lambda: len(handler.seen) == 3)
+    # While three are held, the loop does not take more.
+    with pytest.raises(AssertionError):
+        runner.wait_for(lambda: len(handler.seen) > 3, timeout_s=1.5)
+    assert queue_counts(moto_sqs, work_queue) == (5, 3)
+    consumer.ack(list(handler.seen))
+    runner.wait_for(lambda: len(handler.seen) == 6)
+    runner.stop()
+
+
+def test_stop_hands_unsettled_messages_back_at_once(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
+) -> None:
+    send_batches(moto_sqs, work_queue, ["h1", "h2", "h3"])
+    handler = ScriptedHandler(lambda m: HOLD)
+    consumer = _consumer(moto_sqs, handler)
+    runner = run_loop(consumer)
+    runner.wait_for(lambda: len(handler.seen) == 3)
+    assert queue_counts(moto_sqs, work_queue) == (0, 3)
+    runner.stop()
+    # Visible again immediately (not after the 30 s visibility timeout).
+    assert queue_counts(moto_sqs, work_queue) == (3, 0)
+    assert metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="handed_back") == 3
+
+
+def test_a_failing_delete_is_logged_not_fatal(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    def unreachable(**_kwargs: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="http://sqs.invalid")
+
+    monkeypatch.setattr(moto_sqs, "delete_message_batch", unreachable)
+    monkeypatch.setattr(Consumer._delete_chunk.retry, "sleep", lambda _s: None)
+    send_batches(moto_sqs, work_queue, ["d1"])
+    consumer = _consumer(moto_sqs, ScriptedHandler())
+    runner = run_loop(consumer)
+    runner.wait_for(
+        lambda: (
+            metric(
+                "sensorpipe_aws_errors_total",
+                service=consumer.service,
+                operation="DeleteMessageBatch",
+            )
+            == 1
+        )
+    )
+    assert runner.thread.is_alive()
+    runner.stop()
+    # The message was not deleted: it comes back after its visibility timeout.
+    assert queue_counts(moto_sqs, work_queue) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("wait_time", "shutdown_timeout", "expected_poll"),
+    [(20, 5, 4), (1, 5, 1), (20, 0.5, 0)],
+)
+def test_long_polls_end_inside_the_shutdown_budget(
+    moto_sqs: SQSClient,
+    work_queue: str,
+    run_loop: RunLoop,
+    monkeypatch: pytest.MonkeyPatch,
+    wait_time: int,
+    shutdown_timeout: float,
+    expected_poll: int,
+) -> None:
+    receives = _spy(monkeypatch, moto_sqs, "receive_message")
+    consumer = _consumer(
+        moto_sqs,
+        ScriptedHandler(),
+        wait_time_seconds=wait_time,
+        shutdown_timeout_seconds=shutdown_timeout,
+    )
+    runner = run_loop(consumer)
+    runner.wait_for(lambda: len(receives) >= 1)
+    time.sleep(1.0)
+    runner.stop()
+    assert {c["WaitTimeSeconds"] for c in receives} == {expected_poll}
+    # Even short polling an empty queue does not spin.
+    assert len(receives) <= 8
