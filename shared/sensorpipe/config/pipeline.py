@@ -267,7 +267,7 @@ class SourceSettings(_Strict):
 
 
 class UploaderSettings(_Strict):
-    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
     max_batch_bytes: int = Field(default=240 * 1024, ge=1024, le=1024 * 1024)
     poll_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     state_dir: str = "state"
