@@ -1,0 +1,220 @@
+"""The validator's batch handler: validate, set aside, forward.
+
+Outcomes per message:
+- scenario with no route, a body that is not an envelope, or a body whose scenario
+  contradicts its attributes: Reject (to the DLQ with the reason);
+- writing an error-bucket object or sending to the validated queue failed: Retry. The
+  error objects are written before anything is forwarded or acknowledged, under keys
+  and with bytes fixed by the batch, so the redo overwrites them identically;
+- otherwise Ack, after the whole received batch went out in one producer call.
+Scenarios without ``validate`` pass through untouched, without decoding.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+
+from sensorpipe.config import BucketKind, PipelineConfig, load_validation_spec
+from sensorpipe.envelope import (
+    ATTR_BATCH_ID,
+    ATTR_RECORD_COUNT,
+    ATTR_SCENARIO,
+    Encoded,
+    EnvelopeError,
+    encode_to_fit,
+)
+from sensorpipe.objects import ObjectWriteError, ObjectWriter
+from sensorpipe.runtime import (
+    ACK,
+    BatchHandler,
+    EnvelopeProducer,
+    Message,
+    Outcome,
+    Reject,
+    Retry,
+    ServiceContext,
+)
+from sensorpipe.runtime.errors import SendError
+from sensorpipe.runtime.metrics import PREFIX, RECORDS_PROCESSED
+from services.validator.batch import BatchResult, BatchValidator, error_objects
+from services.validator.config import ValidatorSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "validator"
+
+VALIDATION_ERRORS = Counter(
+    f"{PREFIX}_validation_errors_total",
+    "Validation errors found, by rule and field (a record may have several)",
+    ["rule", "field"],
+)
+FILTERED_RECORDS = Counter(
+    f"{PREFIX}_filtered_records_total", "Records set aside by a business filter", ["rule"]
+)
+ANOMALOUS_RECORDS = Counter(
+    f"{PREFIX}_anomalous_records_total", "Valid records marked anomalous", ["service"]
+)
+
+
+def announced_records(message: Message) -> int:
+    """The record count the sender put in the attributes (0 when absent or garbled)."""
+    count = message.attributes.get(ATTR_RECORD_COUNT, "")
+    return int(count) if count.isdigit() else 0
+
+
+def pass_through(message: Message) -> Encoded:
+    """The received message as it is: body and attributes untouched, never decoded."""
+    attrs = message.attributes
+    return Encoded(
+        body=message.body,
+        attributes=dict(attrs),
+        batch_id=attrs.get(ATTR_BATCH_ID, ""),
+        record_count=announced_records(message),
+    )
+
+
+@dataclass
+class _Prepared:
+    index: int
+    encoded: list[Encoded]
+    result: BatchResult | None  # None: passed through
+    records: int
+
+
+class ValidatorHandler(BatchHandler):
+    name = SERVICE
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        validator: BatchValidator,
+        producer: EnvelopeProducer,
+        writer: ObjectWriter,
+        *,
+        gzip_objects: bool = True,
+    ) -> None:
+        super().__init__()
+        self._config = config
+        self._validator = validator
+        self._producer = producer
+        self._writer = writer
+        self._error_bucket = config.buckets.name(BucketKind.ERROR)
+        self._gzip = gzip_objects
+
+    @classmethod
+    def from_context(cls, context: ServiceContext) -> ValidatorHandler:
+        config = context.config
+        spec = load_validation_spec(config=config)
+        validator = BatchValidator(
+            spec,
+            config.filters,
+            max_future_skew_seconds=config.validation.max_future_skew_seconds,
+        )
+        queue = config.queues.validated
+        producer = EnvelopeProducer(
+            context.sqs,
+            context.sqs.get_queue_url(QueueName=queue)["QueueUrl"],
+            queue,
+            max_body_bytes=config.queues.max_body_bytes,
+            compress=config.runtime.compress,
+            service=SERVICE,
+        )
+        settings = ValidatorSettings()
+        log.info("validating with spec %s %s", spec.name, spec.spec_version)
+        return cls(
+            config,
+            validator,
+            producer,
+            ObjectWriter(context.s3, service=SERVICE),
+            gzip_objects=settings.gzip_objects,
+        )
+
+    def handle(self, messages: list[Message]) -> list[Outcome]:
+        outcomes: list[Outcome] = [ACK] * len(messages)
+        prepared: list[_Prepared] = []
+        for index, message in enumerate(messages):
+            result = self._prepare(index, message)
+            if isinstance(result, (Reject, Retry)):
+                outcomes[index] = result
+                if isinstance(result, Reject):
+                    RECORDS_PROCESSED.labels(SERVICE, "rejected").inc(announced_records(message))
+            else:
+                prepared.append(result)
+        try:
+            self._producer.send_encoded([e for p in prepared for e in p.encoded])
+        except SendError as exc:
+            for p in prepared:
+                outcomes[p.index] = Retry(str(exc))
+            return outcomes
+        for p in prepared:
+            self._count(p)
+        return outcomes
+
+    def _prepare(self, index: int, message: Message) -> _Prepared | Reject | Retry:
+        scenario = message.attributes.get(ATTR_SCENARIO)
+        if scenario is None:
+            try:
+                scenario = message.envelope().scenario
+            except EnvelopeError as exc:
+                return Reject(f"not a batch envelope: {exc}")
+        route = self._config.route(scenario)
+        if route is None:
+            return Reject(
+                f"batch {message.attributes.get(ATTR_BATCH_ID, '?')}: scenario {scenario!r} "
+                f"has no route (routing table: {', '.join(self._config.scenario_names())})"
+            )
+        if not route.validate_records:
+            passed = pass_through(message)
+            return _Prepared(index, [passed], None, passed.record_count)
+        try:
+            envelope = message.envelope()
+        except EnvelopeError as exc:
+            return Reject(f"not a batch envelope: {exc}")
+        if envelope.scenario != scenario:
+            return Reject(
+                f"batch {envelope.batch_id}: body says scenario {envelope.scenario!r}, "
+                f"attributes say {scenario!r}"
+            )
+        result = self._validator.validate_envelope(envelope, apply_filters=route.filter)
+        # Set-aside records are stored before anything goes on or is acknowledged.
+        try:
+            for obj in error_objects(result, compress=self._gzip):
+                self._writer.put(
+                    self._error_bucket,
+                    obj.key,
+                    obj.body,
+                    metadata=obj.metadata,
+                    gzipped=self._gzip,
+                )
+        except ObjectWriteError as exc:
+            return Retry(str(exc))
+        encoded: list[Encoded] = []
+        if result.forward.records:
+            try:
+                encoded = encode_to_fit(
+                    result.forward,
+                    max_bytes=self._producer.max_body_bytes,
+                    compress=self._producer.compress,
+                )
+            except EnvelopeError as exc:
+                return Reject(f"cannot forward validated batch: {exc}")
+        return _Prepared(index, encoded, result, len(envelope.records))
+
+    def _count(self, prepared: _Prepared) -> None:
+        result = prepared.result
+        if result is None:
+            RECORDS_PROCESSED.labels(SERVICE, "passed_through").inc(prepared.records)
+            return
+        summary = result.summary
+        for outcome in ("valid", "invalid", "filtered"):
+            if summary[outcome]:
+                RECORDS_PROCESSED.labels(SERVICE, outcome).inc(summary[outcome])
+        for (rule, field), n in result.error_counts.items():
+            VALIDATION_ERRORS.labels(rule, field).inc(n)
+        for rule, n in summary["filtered_by_rule"].items():
+            FILTERED_RECORDS.labels(rule).inc(n)
+        if summary["anomalous"]:
+            ANOMALOUS_RECORDS.labels(SERVICE).inc(summary["anomalous"])
