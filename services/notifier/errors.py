@@ -1,0 +1,36 @@
+"""Errors of the notifier; each carries what an operator needs to act."""
+
+from __future__ import annotations
+
+from sensorpipe.errors import SensorPipeError
+
+
+class NotifierError(SensorPipeError):
+    """Root of the notifier's own errors."""
+
+
+class PublishError(NotifierError):
+    """A notification could not be sent or recorded; its input is retried."""
+
+    def __init__(self, burst_id: str, location: str, cause: str) -> None:
+        self.burst_id = burst_id
+        self.location = location
+        super().__init__(
+            f"notification {burst_id} for location {location!r} failed: {cause}",
+            hint="the input messages are not acknowledged; the burst is found again on retry",
+        )
+
+
+class StateConflictError(NotifierError):
+    """Another process wrote a location's state since this one read it."""
+
+    def __init__(self, location: str, key: str) -> None:
+        self.location = location
+        super().__init__(
+            f"state of location {location!r} ({key}) was changed by another process",
+            hint="two notifiers consume the same shard; run one consumer per notify queue",
+        )
+
+
+class StateReadError(NotifierError):
+    """A persisted location state cannot be read or parsed."""

@@ -1,0 +1,86 @@
+"""Anomalous records the notifier sets aside, written to the error bucket with reasons.
+
+Per input message (deterministic key from its batch id, so a redelivery overwrites):
+``late-anomalies/<partition>/<batch_id>.jsonl.gz`` for readings at or before their
+location's watermark, ``unusable-anomalies/<partition>/<batch_id>.jsonl.gz`` for records
+the notifier cannot place. The partition is the event time of the earliest entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sensorpipe.objects import ObjectWriter, hive_partition, jsonl, parse_event_time
+from services.notifier.bursts import Anomaly, LocationState
+
+LATE_PREFIX = "late-anomalies"
+UNUSABLE_PREFIX = "unusable-anomalies"
+
+
+def _iso(at_us: int | None) -> str | None:
+    if at_us is None:
+        return None
+    return datetime.fromtimestamp(at_us / 1_000_000, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class SideOutput:
+    """Records of one message that go to the error bucket, with their reasons."""
+
+    batch_id: str
+    created_at: str
+    late: list[dict[str, Any]] = field(default_factory=list)
+    unusable: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_late(self, anomaly: Anomaly, state: LocationState) -> None:
+        self.late.append(
+            {
+                "reason": "late: at or before the location's watermark, where bursts are "
+                "already decided (or a replay of readings already evaluated)",
+                "location": state.location,
+                "watermark": _iso(state.watermark_us),
+                "reading_key": anomaly.key,
+                "record": anomaly.record,
+            }
+        )
+
+    def add_unusable(self, record: Any, reason: str) -> None:
+        self.unusable.append({"reason": reason, "record": record})
+
+    def write(self, writer: ObjectWriter, bucket: str, *, service: str) -> None:
+        for prefix, entries in ((LATE_PREFIX, self.late), (UNUSABLE_PREFIX, self.unusable)):
+            if not entries:
+                continue
+            key = f"{prefix}/{hive_partition(self._partition_time(entries))}/{self.batch_id}"
+            writer.put(
+                bucket,
+                f"{key}.jsonl.gz",
+                jsonl(entries, compress=True),
+                gzipped=True,
+                metadata={
+                    "service": service,
+                    "batch-id": self.batch_id,
+                    "count": str(len(entries)),
+                },
+            )
+
+    def _partition_time(self, entries: list[dict[str, Any]]) -> datetime:
+        """Event time of the earliest entry, else the batch's creation time."""
+        times = []
+        for entry in entries:
+            record = entry["record"]
+            data = record.get("sensor_data") if isinstance(record, dict) else None
+            stamp = data.get("timestamp") if isinstance(data, dict) else None
+            if isinstance(stamp, str):
+                try:
+                    times.append(parse_event_time(stamp))
+                except ValueError:
+                    continue
+        if times:
+            return min(times)
+        try:
+            return parse_event_time(self.created_at)
+        except ValueError:
+            return datetime(1970, 1, 1, tzinfo=UTC)
