@@ -68,8 +68,9 @@ def make_pipeline(
 
     prefix = f"t{uuid.uuid4().hex[:10]}"
     base = yaml.safe_load(
-        (Path(__file__).parents[1] / "shared/sensorpipe/config/defaults/pipeline-config-v2.yaml")
-        .read_text()
+        (
+            Path(__file__).parents[1] / "shared/sensorpipe/config/defaults/pipeline-config-v2.yaml"
+        ).read_text()
     )
     base["buckets"]["prefix"] = prefix
     base["queues"]["prefix"] = prefix

@@ -36,8 +36,17 @@ def test_compose_file_is_valid_and_complete() -> None:
     services = config["services"]
     assert isinstance(services, dict)
     for name in (
-        "localstack", "provision", "enricher", "validator", "router", "aggregator-0",
-        "notifier-0", "uploader", "simulator", "pipeline-manager", "prometheus",
+        "localstack",
+        "provision",
+        "enricher",
+        "validator",
+        "router",
+        "aggregator-0",
+        "notifier-0",
+        "uploader",
+        "simulator",
+        "pipeline-manager",
+        "prometheus",
     ):
         assert name in services, f"service {name} missing from docker-compose.yml"
     for name in ("enricher", "validator", "router"):
@@ -51,8 +60,9 @@ def test_compose_file_is_valid_and_complete() -> None:
 
 
 def test_compose_points_at_real_aws_through_the_environment() -> None:
-    config = _compose_config(("AWS_ENDPOINT_URL", "https://sqs.eu-west-1.amazonaws.com"),
-                             ("AWS_REGION", "eu-west-1"))
+    config = _compose_config(
+        ("AWS_ENDPOINT_URL", "https://sqs.eu-west-1.amazonaws.com"), ("AWS_REGION", "eu-west-1")
+    )
     env = config["services"]["router"]["environment"]  # type: ignore[index]
     assert env["AWS_ENDPOINT_URL"] == "https://sqs.eu-west-1.amazonaws.com"
     assert env["AWS_REGION"] == "eu-west-1"

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def _query(port: int, expr: str) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(expr)}"
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=5) as response:
         payload = json.loads(response.read())
     assert payload["status"] == "success", payload
     return list(payload["data"]["result"])
