@@ -1,18 +1,22 @@
 """``make demo``: the whole pipeline end to end on this host.
 
-Starts LocalStack (unless one answers already), provisions a demo prefix, simulates a
-fleet's database, sets the ``notification`` scenario (every stage acts), starts every
-service as its own process, uploads the database once, waits until the pipeline is
-drained, prints what landed where, and stops what it started.
+Starts LocalStack (unless one answers already), provisions a fresh demo prefix,
+simulates a fleet's database (a quarter of an hour of readings replayed from the past,
+with invalid rows and anomalies), sets the ``notification`` scenario (every stage acts),
+starts every service as its own process, uploads the database once, waits until every
+queue is drained, prints what landed where and checks that every row is accounted
+for, then stops what it started.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sensorpipe.aws import s3_client, sqs_client
@@ -24,17 +28,24 @@ from sensorpipe.objects import read_jsonl
 from sensorpipe.provisioning import provision
 
 HOME = Path(".demo")
+SERVICES: tuple[tuple[str, list[str]], ...] = (
+    ("services.enricher", []),
+    ("services.validator", []),
+    ("services.router", []),
+    ("services.aggregator", ["--shard", "0"]),
+    ("services.notifier", ["--shard", "0"]),
+)
 
 
 def _run(args: list[str], env: dict[str, str]) -> None:
-    print(f"$ {' '.join(args)}", flush=True)
+    print(f"$ python -m {' '.join(args)}", flush=True)
     subprocess.run([sys.executable, "-m", *args], env=env, check=True)
 
 
-def _queue_depth(config: PipelineConfig) -> int:
+def _approximate_counts(config: PipelineConfig, names: list[str]) -> dict[str, int]:
     sqs = sqs_client()
-    total = 0
-    for name in config.queues.consumer_queues():
+    counts = {}
+    for name in names:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         attrs = sqs.get_queue_attributes(
             QueueUrl=url,
@@ -43,144 +54,135 @@ def _queue_depth(config: PipelineConfig) -> int:
                 "ApproximateNumberOfMessagesNotVisible",
             ],
         )["Attributes"]
-        total += sum(int(v) for v in attrs.values())
-    return total
+        counts[name] = sum(int(v) for v in attrs.values())
+    return counts
 
 
-def _wait_drained(config: PipelineConfig, timeout_s: float) -> None:
+def _wait_drained(config: PipelineConfig, timeout_s: float) -> bool:
+    """True once every consumer queue is empty (nothing visible, nothing in flight)."""
     deadline = time.monotonic() + timeout_s
     quiet_since: float | None = None
     while time.monotonic() < deadline:
-        depth = _queue_depth(config)
+        depth = sum(_approximate_counts(config, config.queues.consumer_queues()).values())
         if depth == 0:
             quiet_since = quiet_since or time.monotonic()
             if time.monotonic() - quiet_since > 3:
-                return
+                return True
         else:
             quiet_since = None
-        print(f"  ... {depth} message(s) still in the pipeline", flush=True)
+            print(f"  ... {depth} message(s) still in the pipeline", flush=True)
         time.sleep(2)
-    print("  (timed out waiting for the queues to drain; summary follows)")
+    return False
 
 
-def _summary(config: PipelineConfig) -> None:
+def _bucket_summary(config: PipelineConfig) -> dict[str, int]:
+    """Print objects and records per bucket prefix; return records per prefix."""
     s3 = s3_client()
+    records_by_prefix: dict[str, int] = {}
     print("\nWhat landed where:")
-    for kind, bucket in config.buckets.all_names().items():
-        prefixes: dict[str, list[int]] = {}
+    for bucket in config.buckets.all_names().values():
+        objects: dict[str, int] = {}
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
-                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                counts = prefixes.setdefault(key.split("/", 1)[0], [0, 0])
-                counts[0] += 1
-                counts[1] += len(read_jsonl(body)) if key.endswith((".jsonl.gz", ".jsonl")) else 1
-        for prefix, (objects, records) in sorted(prefixes.items()):
-            print(f"  s3://{bucket}/{prefix}/  {objects} object(s), {records} record(s)")
-        if not prefixes:
+                prefix = key.split("/", 1)[0]
+                objects[prefix] = objects.get(prefix, 0) + 1
+                if key.endswith((".jsonl.gz", ".jsonl")):
+                    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                    count = len(read_jsonl(body))
+                else:
+                    count = 1
+                records_by_prefix[prefix] = records_by_prefix.get(prefix, 0) + count
+        for prefix in sorted(objects):
             print(
-                f"  s3://{bucket}/  (empty: the {kind.value} destination is not in this scenario)"
+                f"  s3://{bucket}/{prefix}/  {objects[prefix]} object(s), "
+                f"{records_by_prefix[prefix]} record(s)"
             )
-    sqs = sqs_client()
-    for name in [
-        config.queues.notifications,
-        *map(QueueSettings.dlq_name, config.queues.consumer_queues()),
-    ]:
-        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-        )
-        count = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
-        print(f"  sqs {name}: {count} message(s)")
+        if not objects:
+            print(f"  s3://{bucket}/  (empty: not a destination of this scenario)")
+    return records_by_prefix
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sensorpipe-demo", description=__doc__)
-    parser.add_argument("--rows", type=int, default=3000, help="readings to simulate")
+    parser = argparse.ArgumentParser(prog="python -m sensorpipe.devstack.demo")
+    parser.add_argument("--rows", type=int, default=6000, help="readings to simulate")
     parser.add_argument("--scenario", default="notification")
     parser.add_argument("--keep", action="store_true", help="leave LocalStack running")
     args = parser.parse_args(argv)
 
-    HOME.mkdir(exist_ok=True)
     host = LocalStackHost(port=int(os.environ.get("LOCALSTACK_PORT", "4566")))
     print(f"Starting LocalStack on {host.endpoint} (log: {host.log_file}) ...", flush=True)
     started = host.start()
-    run_id = time.strftime("%H%M%S")
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = HOME / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"demo-{run_id[-6:]}"
     env = {
         **os.environ,
         **aws_environment(host.endpoint),
-        "S3_BUCKET_PREFIX": f"demo-{run_id}",
-        "SQS_QUEUE_PREFIX": f"demo-{run_id}",
-        "PIPELINE_CONTROLLER_DB": str(HOME / "state" / "pipeline_config.db"),
-        "UPLOADER_STATE_DIR": str(HOME / "state" / run_id),
-        "SENSORPIPE__WINDOWING__GRACE_SECONDS": "5",
-        "SENSORPIPE__WINDOWING__IDLE_FLUSH_SECONDS": "5",
+        "S3_BUCKET_PREFIX": prefix,
+        "SQS_QUEUE_PREFIX": prefix,
+        "PIPELINE_CONTROLLER_DB": str(run_dir / "pipeline_config.db"),
+        "UPLOADER_STATE_DIR": str(run_dir / "state"),
+        # Short waits so the demo's last windows and bursts close within seconds.
+        "SENSORPIPE__WINDOWING__GRACE_SECONDS": "2",
+        "SENSORPIPE__WINDOWING__IDLE_FLUSH_SECONDS": "3",
+        "SENSORPIPE__QUEUES__VISIBILITY_TIMEOUT_SECONDS": "20",
     }
     os.environ.update(env)
     config = load_pipeline_config()
-    print(f"Provisioning buckets and queues with prefix demo-{run_id} ...", flush=True)
+    print(f"Provisioning buckets and queues with prefix {prefix} ...", flush=True)
     provision(config)
-    db = HOME / f"sensor_data-{run_id}.db"
+
+    db = run_dir / "sensor_data.db"
+    start = (datetime.now(UTC) - timedelta(minutes=30)).replace(microsecond=0)
     _run(
-        [
-            "edge.simulator",
-            "--db",
-            str(db),
-            "--sensors",
-            "12",
-            "--locations",
-            "3",
-            "--count",
-            str(args.rows),
-            "--seed",
-            "42",
-            "--invalid-fraction",
-            "0.02",
-            "--anomaly-probability",
-            "0.03",
-        ],
+        ["edge.simulator", "--db", str(db), "--sensors", "12", "--locations", "3",
+         "--rate", "6", "--count", str(args.rows), "--seed", "42",
+         "--replay-start", start.isoformat(), "--invalid-fraction", "0.02",
+         "--anomaly-probability", "0.02"],
         env,
-    )
+    )  # fmt: skip
     _run(
-        [
-            "sensorpipe.controller",
-            "--db",
-            env["PIPELINE_CONTROLLER_DB"],
-            "set",
-            args.scenario,
-            "--by",
-            "demo",
-            "--reason",
-            "make demo: every stage acts",
-        ],
+        ["sensorpipe.controller", "--db", env["PIPELINE_CONTROLLER_DB"], "set", args.scenario,
+         "--by", "make-demo", "--reason", "demo: every stage acts"],
         env,
-    )
-    services = [
-        ServiceProcess(module, env, HOME / "logs" / run_id, extra)
-        for module, extra in (
-            ("services.enricher", []),
-            ("services.validator", []),
-            ("services.router", []),
-            ("services.aggregator", ["--shard", "0"]),
-            ("services.notifier", ["--shard", "0"]),
-        )
-    ]
+    )  # fmt: skip
+    services = [ServiceProcess(m, env, run_dir / "logs", extra) for m, extra in SERVICES]
+    ok = False
     try:
         for service in services:
             service.start()
-            print(f"  {service.name} running, metrics at {service.metrics_url}", flush=True)
+            print(f"  {service.name:<14} running; metrics at {service.metrics_url}", flush=True)
         _run(["edge.uploader", "--db", str(db), "--once"], env)
         print("Waiting for the pipeline to drain ...", flush=True)
-        _wait_drained(config, timeout_s=180)
-        _summary(config)
+        drained = _wait_drained(config, timeout_s=240)
+        records = _bucket_summary(config)
+        dlqs = [QueueSettings.dlq_name(q) for q in config.queues.consumer_queues()]
+        queues = _approximate_counts(config, [config.queues.notifications, *dlqs])
+        for name, count in queues.items():
+            print(f"  sqs {name}: {count} message(s)")
+        with sqlite3.connect(db) as conn:
+            rows = int(conn.execute("SELECT COUNT(*) FROM sensor_readings").fetchone()[0])
+        landed = records.get("archival", 0) + records.get("rejected", 0)
+        landed += records.get("filtered", 0)
+        print(
+            f"\nin = out: {rows} rows in the sensor database; {landed} accounted for "
+            f"(archival {records.get('archival', 0)} + rejected {records.get('rejected', 0)}"
+            f" + filtered {records.get('filtered', 0)}); "
+            f"{records.get('1-minute', 0)} one-minute windows; "
+            f"{queues[config.queues.notifications]} notification(s); "
+            f"{sum(queues[d] for d in dlqs)} message(s) in DLQs"
+        )
+        ok = drained and (args.scenario != "notification" or landed == rows)
     finally:
         for service in services:
             if service.process is not None:
                 service.terminate()
         if started and not args.keep:
             host.stop()
-    print(f"\nLogs: {HOME / 'logs' / run_id}")
-    return 0
+    print(f"Logs: {run_dir / 'logs'}   {'DEMO OK' if ok else 'DEMO INCOMPLETE'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
