@@ -7,12 +7,15 @@ pydantic v2 model validation of the same checks.
 
     .venv/bin/python benchmarks/bench_stages.py [--rows 100000] [--batch 500] [--repeat 3]
 
-One function per stage (``bench_enricher``, ``bench_validator``); others may add theirs.
+One function per stage (``bench_enricher``, ``bench_validator``, ``bench_router``);
+others may add theirs. The router's S3 side is measured apart, against LocalStack
+(``--s3-endpoint``), in wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import random
 import time
@@ -26,6 +29,13 @@ from pydantic import BaseModel, Field, ValidationError
 from sensorpipe.config import load_validation_spec
 from sensorpipe.envelope import Encoded, Envelope, decode, encode
 from sensorpipe.lineage import enrich_envelope, process_lineage
+from services.router.destinations import (
+    ArchivalWriter,
+    BucketWriter,
+    RawWriter,
+    RoutedBatch,
+    SchematizedWriter,
+)
 from services.validator.batch import BatchValidator, error_objects
 
 START = datetime(2025, 8, 18, tzinfo=UTC)
@@ -140,6 +150,99 @@ def bench_spec_checks(rows: list[dict[str, Any]], repeat: int) -> float:
     return best_rate(len(rows), repeat, run)
 
 
+def router_envelopes(rows: list[dict[str, Any]], batch: int) -> list[Envelope]:
+    """Batches as the router receives them in the multi-destination scenario: enriched
+    (lineage) and validated (quality, invalid records removed)."""
+    lineage = process_lineage(
+        stage="enricher", pipeline_name="sensorpipe", pipeline_version="2.0.0", env={}
+    )
+    validator = BatchValidator(load_validation_spec())
+    return [
+        validator.validate_envelope(
+            enrich_envelope(decode(item.body, item.attributes), lineage), apply_filters=False
+        ).forward
+        for item in bodies_of(rows, batch, "multi-destination", compress=False)
+    ]
+
+
+def router_writers() -> dict[str, BucketWriter]:
+    from sensorpipe.aws import s3_client
+    from sensorpipe.objects import ObjectWriter
+
+    objects = ObjectWriter(s3_client(), service="bench")  # only used by the S3 measurement
+    return {
+        "raw": RawWriter(objects, "unused"),
+        "schematized": SchematizedWriter(objects, "unused"),
+        "archival": ArchivalWriter(objects, "unused"),
+    }
+
+
+def bench_router(
+    envelopes: list[Envelope], repeat: int, destination: str, *, compress: bool
+) -> float:
+    """The router's transform for one bucket destination, from received bodies to object
+    bytes: decode, read event times, group by hour, project, JSONL + gzip. No S3."""
+    writer = router_writers()[destination]
+    bodies = [encode(e, compress=compress) for e in envelopes]
+    records = sum(len(e.records) for e in envelopes)
+
+    def run() -> None:
+        for item in bodies:
+            writer.render(RoutedBatch.of(decode(item.body, item.attributes)))
+
+    return best_rate(records, repeat, run)
+
+
+def bench_router_s3(
+    envelopes: list[Envelope], endpoint: str, threads: int
+) -> tuple[float, float] | str:
+    """(objects/s, records/s) of the router's PutObject calls to LocalStack in wall time,
+    with ``threads`` batches in parallel as the service routes a receive (objects rendered
+    beforehand, so this is the S3 side alone); or why it could not be measured."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from sensorpipe.aws import s3_client
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    writer = router_writers()["schematized"]
+    rendered = [writer.render(RoutedBatch.of(e)) for e in envelopes]
+    s3 = s3_client()
+    bucket = f"bench-router-{uuid.uuid4().hex[:8]}"
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except (BotoCoreError, ClientError) as exc:
+        return f"not measured: no S3 at {endpoint} ({exc})"
+    writer.bucket = bucket
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            records = sum(pool.map(writer.put, rendered))
+        elapsed = time.perf_counter() - started
+    finally:
+        for objects in rendered:
+            for item in objects:
+                s3.delete_object(Bucket=bucket, Key=item.key)
+        s3.delete_bucket(Bucket=bucket)
+    return sum(len(o) for o in rendered) / elapsed, records / elapsed
+
+
+def bench_jsonl_gzip(envelopes: list[Envelope], repeat: int) -> float:
+    """Baseline of the router: orjson dumps + gzip of the same (decoded) records."""
+    batches = [e.records for e in envelopes]
+
+    def run() -> None:
+        for records in batches:
+            gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in records), 6, mtime=0)
+
+    return best_rate(sum(len(b) for b in batches), repeat, run)
+
+
 # -- baselines ---------------------------------------------------------------------------
 
 
@@ -213,6 +316,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--s3-endpoint", default="http://127.0.0.1:4566", help="LocalStack for the S3 figures"
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
@@ -237,9 +343,27 @@ def main() -> None:
             (f"enricher ({label})", bench_enricher(lineage_bodies, n, repeat, compress)),
             (f"validator ({label})", bench_validator(schematized_bodies, n, repeat, compress)),
         ]
+    routed = router_envelopes(rows, args.batch)
+    results.append(
+        ("baseline: orjson dumps + gzip of the router's records", bench_jsonl_gzip(routed, repeat))
+    )
+    for destination in ("raw", "schematized", "archival"):
+        for compress in (False, True):
+            label = "gzip+base64 bodies" if compress else "plain JSON bodies"
+            rate = bench_router(routed, repeat, destination, compress=compress)
+            results.append((f"router -> {destination} ({label})", rate))
     width = max(len(name) for name, _ in results)
     for name, rate in results:
         print(f"  {name:<{width}}  {rate / 1000:8.1f} k records/s")
+    for threads in (1, 4):
+        s3 = bench_router_s3(routed[:40], args.s3_endpoint, threads)
+        if isinstance(s3, str):
+            print(f"  router S3 PutObject: {s3}")
+            break
+        print(
+            f"  router S3 PutObject to LocalStack (wall, {threads} thread(s)): "
+            f"{s3[0]:.0f} objects/s, {s3[1] / 1000:.1f} k records/s"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The router: writes each validated batch to the destinations its scenario names."""

@@ -1,0 +1,21 @@
+"""``python -m services.router``: consume the validated queue, write every destination."""
+
+from __future__ import annotations
+
+import sys
+
+from sensorpipe.config import PipelineConfig
+from sensorpipe.runtime import ServiceSettings, run_service
+from services.router.handler import RouterHandler
+
+
+def _validated_queue(config: PipelineConfig, _settings: ServiceSettings) -> str:
+    return config.queues.validated
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_service("router", _validated_queue, RouterHandler.from_context, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

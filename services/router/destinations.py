@@ -1,0 +1,298 @@
+"""One writer per destination kind: the raw, schematized and archival buckets, and the
+sharded aggregator and notifier queues.
+
+Bucket writers put ONE object per (batch, destination, event-time hour):
+``<dest>/year=YYYY/month=MM/day=DD/hour=HH/<batch_id>.jsonl.gz``. The key depends only
+on the batch's identity and the bytes only on its content (sorted keys, gzip without a
+timestamp), so a redelivered or replayed batch overwrites its objects with identical
+bytes instead of adding duplicates.
+
+Forwarders split a batch by a stable hash of the stage's key (sensor_id for the
+aggregator, location for the notifier), so one key always lands on one shard queue and
+a stateful consumer never sees a key split across replicas.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from prometheus_client import Counter
+
+from sensorpipe.config import Destination
+from sensorpipe.envelope import Envelope, Record
+from sensorpipe.errors import SensorPipeError
+from sensorpipe.objects import ObjectWriter, hive_partition, jsonl, parse_event_time
+from sensorpipe.records import stable_shard
+from sensorpipe.runtime import EnvelopeProducer
+from sensorpipe.runtime.metrics import PREFIX
+
+RECORDS_ROUTED = Counter(
+    f"{PREFIX}_router_records_routed_total",
+    "Records the router delivered, by destination",
+    ["destination"],
+)
+OBJECTS_WRITTEN = Counter(
+    f"{PREFIX}_router_objects_written_total",
+    "Objects the router wrote, by destination",
+    ["destination"],
+)
+RECORDS_WITHOUT_EVENT_TIME = Counter(
+    f"{PREFIX}_router_records_without_event_time_total",
+    "Records written to the unknown-time partition (no readable timestamp)",
+    ["destination"],
+)
+
+# Hive's own name for a missing partition value: readers (Spark, Athena) understand it,
+# and records without a readable timestamp (possible in the raw scenario, which skips
+# validation) are kept instead of dropped.
+UNKNOWN_PARTITION = "/".join(
+    f"{column}=__HIVE_DEFAULT_PARTITION__" for column in ("year", "month", "day", "hour")
+)
+UNKNOWN_TIME = "unknown"
+
+# The router's hop carries no wall-clock time: a redelivered batch must produce the
+# same bytes, and the object's own LastModified says when the router wrote it.
+ROUTER_HOP: dict[str, str] = {"stage": "router"}
+
+_SAFE_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+@-]{0,199}$")
+
+
+class MalformedBatchError(SensorPipeError):
+    """A batch breaks the record contract between stages; retrying cannot fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedBatch:
+    """A decoded batch whose records were checked and whose event times were read once."""
+
+    envelope: Envelope
+    event_times: list[datetime | None]
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> RoutedBatch:
+        if not _SAFE_BATCH_ID.match(envelope.batch_id):
+            raise MalformedBatchError(
+                f"batch id {envelope.batch_id!r} cannot name an object key "
+                "(letters, digits and . _ : = + @ - only, at most 200 characters)"
+            )
+        times: list[datetime | None] = []
+        for index, record in enumerate(envelope.records):
+            sensor_data = record.get("sensor_data")
+            if not isinstance(sensor_data, dict):
+                raise MalformedBatchError(
+                    f"batch {envelope.batch_id}: record {index} has no 'sensor_data' object",
+                    hint="every stage keeps the source row under 'sensor_data'",
+                )
+            times.append(_event_time(sensor_data.get("timestamp")))
+        return cls(envelope, times)
+
+    @property
+    def batch_id(self) -> str:
+        return self.envelope.batch_id
+
+
+def _event_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_event_time(value)
+    except (ValueError, OverflowError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedObject:
+    """One object ready to put: the transform's output, before any S3 call."""
+
+    key: str
+    body: bytes
+    metadata: dict[str, str]
+    record_count: int
+    timeless_count: int
+
+
+class DestinationWriter(Protocol):
+    destination: ClassVar[Destination]
+
+    def deliver(self, batch: RoutedBatch) -> int:
+        """Deliver the batch; return how many records this destination received."""
+        ...
+
+
+class BucketWriter:
+    """Writes one object per event-time hour of a batch; subclasses choose the lines."""
+
+    destination: ClassVar[Destination]
+
+    def __init__(self, writer: ObjectWriter, bucket: str, *, gzip_objects: bool = True) -> None:
+        self._writer = writer
+        self.bucket = bucket
+        self._gzip = gzip_objects
+        self._suffix = ".jsonl.gz" if gzip_objects else ".jsonl"
+
+    def projector(self, batch: RoutedBatch) -> Callable[[Record], Record]:
+        """The function that turns a record into the line this bucket stores."""
+        raise NotImplementedError
+
+    def render(self, batch: RoutedBatch) -> list[RenderedObject]:
+        project = self.projector(batch)
+        groups: dict[str, tuple[list[Record], list[datetime]]] = {}
+        for record, moment in zip(batch.envelope.records, batch.event_times, strict=True):
+            partition = UNKNOWN_PARTITION if moment is None else hive_partition(moment)
+            lines, times = groups.setdefault(partition, ([], []))
+            lines.append(project(record))
+            if moment is not None:
+                times.append(moment)
+        return [
+            self._object(batch, partition, lines, times)
+            for partition, (lines, times) in groups.items()
+        ]
+
+    def _object(
+        self, batch: RoutedBatch, partition: str, lines: list[Record], times: list[datetime]
+    ) -> RenderedObject:
+        envelope = batch.envelope
+        metadata = {
+            "scenario": envelope.scenario,
+            "config-version": str(envelope.config_version),
+            "batch-id": envelope.batch_id,
+            "record-count": str(len(lines)),
+            "first-event-time": _iso(min(times)) if times else UNKNOWN_TIME,
+            "last-event-time": _iso(max(times)) if times else UNKNOWN_TIME,
+        }
+        return RenderedObject(
+            key=f"{self.destination.value}/{partition}/{envelope.batch_id}{self._suffix}",
+            body=jsonl(lines, compress=self._gzip),
+            metadata=metadata,
+            record_count=len(lines),
+            timeless_count=len(lines) - len(times),
+        )
+
+    def put(self, rendered: list[RenderedObject]) -> int:
+        label = self.destination.value
+        for item in rendered:
+            self._writer.put(
+                self.bucket, item.key, item.body, metadata=item.metadata, gzipped=self._gzip
+            )
+            OBJECTS_WRITTEN.labels(label).inc()
+            if item.timeless_count:
+                RECORDS_WITHOUT_EVENT_TIME.labels(label).inc(item.timeless_count)
+        count = sum(item.record_count for item in rendered)
+        RECORDS_ROUTED.labels(label).inc(count)
+        return count
+
+    def deliver(self, batch: RoutedBatch) -> int:
+        return self.put(self.render(batch))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+class RawWriter(BucketWriter):
+    """The raw bucket: the source rows exactly as received, nothing added."""
+
+    destination = Destination.RAW
+
+    def projector(self, batch: RoutedBatch) -> Callable[[Record], Record]:
+        return _sensor_data
+
+
+def _sensor_data(record: Record) -> Record:
+    data: Record = record["sensor_data"]
+    return data
+
+
+class SchematizedWriter(BucketWriter):
+    """The schematized bucket: full records (reading, quality, lineage when present)."""
+
+    destination = Destination.SCHEMATIZED
+
+    def projector(self, batch: RoutedBatch) -> Callable[[Record], Record]:
+        return _whole
+
+
+def _whole(record: Record) -> Record:
+    return record
+
+
+class ArchivalWriter(BucketWriter):
+    """The archival bucket: full records whose lineage lists every hop, the router's too."""
+
+    destination = Destination.ARCHIVAL
+
+    def projector(self, batch: RoutedBatch) -> Callable[[Record], Record]:
+        hops = [*batch.envelope.hops, ROUTER_HOP]
+
+        def with_hops(record: Record) -> Record:
+            lineage = record.get("lineage")
+            base = lineage if isinstance(lineage, dict) else {}
+            return {**record, "lineage": {**base, "hops": hops}}
+
+        return with_hops
+
+
+class ShardForwarder:
+    """Forwards records to N shard queues by a stable hash of the stage's key."""
+
+    destination: ClassVar[Destination]
+
+    def __init__(self, producers: list[EnvelopeProducer]) -> None:
+        if not producers:
+            raise ValueError("a forwarder needs at least one shard queue")
+        self._producers = producers
+
+    def shard_key(self, record: Record) -> str:
+        raise NotImplementedError
+
+    def selects(self, record: Record) -> bool:
+        return True
+
+    def envelopes(self, batch: RoutedBatch) -> list[tuple[int, Envelope]]:
+        """(shard, envelope) for every shard that receives records, in shard order."""
+        shards = len(self._producers)
+        parts: dict[int, list[Record]] = {}
+        for record in batch.envelope.records:
+            if self.selects(record):
+                parts.setdefault(stable_shard(self.shard_key(record), shards), []).append(record)
+        out = []
+        for shard in sorted(parts):
+            batch_id = batch.batch_id if shards == 1 else f"{batch.batch_id}.s{shard}"
+            envelope = batch.envelope.with_records(parts[shard], batch_id=batch_id)
+            envelope.add_hop("router")
+            out.append((shard, envelope))
+        return out
+
+    def deliver(self, batch: RoutedBatch) -> int:
+        count = 0
+        for shard, envelope in self.envelopes(batch):
+            self._producers[shard].send([envelope])
+            count += len(envelope.records)
+        RECORDS_ROUTED.labels(self.destination.value).inc(count)
+        return count
+
+
+class AggregatorForwarder(ShardForwarder):
+    """Every record, to the aggregator shard owning its sensor."""
+
+    destination = Destination.AGGREGATOR
+
+    def shard_key(self, record: Record) -> str:
+        return str(record["sensor_data"].get("sensor_id"))
+
+
+class NotifierForwarder(ShardForwarder):
+    """Only anomalous records, to the notifier shard owning their location."""
+
+    destination = Destination.NOTIFIER
+
+    def shard_key(self, record: Record) -> str:
+        return str(record["sensor_data"].get("location"))
+
+    def selects(self, record: Record) -> bool:
+        quality = record.get("quality")
+        return isinstance(quality, dict) and quality.get("anomalous") is True
