@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sensorpipe.envelope import Envelope, decode
+from sensorpipe.config import PipelineConfig, ScenarioRoute
+from sensorpipe.envelope import (
+    ATTR_BATCH_ID,
+    ATTR_RECORD_COUNT,
+    ATTR_SCENARIO,
+    Encoded,
+    Envelope,
+    EnvelopeError,
+    decode,
+)
 
 
 @dataclass(slots=True)
@@ -41,6 +50,54 @@ class Message:
         if self._envelope is None:
             self._envelope = decode(self.body, self.attributes)
         return self._envelope
+
+    def announced_records(self) -> int:
+        """The record count the sender put in the attributes (0 when absent or garbled)."""
+        count = self.attributes.get(ATTR_RECORD_COUNT, "")
+        return int(count) if count.isdigit() else 0
+
+    def passed_through(self) -> Encoded:
+        """The message as received, to send on: body and attributes untouched, never
+        decoded (a stage the scenario skips costs no decode and changes no byte)."""
+        return Encoded(
+            body=self.body,
+            attributes=dict(self.attributes),
+            batch_id=self.attributes.get(ATTR_BATCH_ID, ""),
+            record_count=self.announced_records(),
+        )
+
+    def route(self, config: PipelineConfig) -> ScenarioRoute | Reject:
+        """The route of the scenario the message names, read from the attributes (the
+        body is decoded only for a message without them); Reject for poison or a
+        scenario the routing table lacks."""
+        scenario = self.attributes.get(ATTR_SCENARIO)
+        if scenario is None:
+            try:
+                scenario = self.envelope().scenario
+            except EnvelopeError as exc:
+                return Reject(f"not a batch envelope: {exc}")
+        route = config.route(scenario)
+        if route is None:
+            return Reject(
+                f"batch {self.attributes.get(ATTR_BATCH_ID, '?')}: scenario {scenario!r} "
+                f"has no route (routing table: {', '.join(config.scenario_names())})"
+            )
+        return route
+
+    def stamped_envelope(self) -> Envelope | Reject:
+        """The decoded batch, provided its scenario is the one the attributes stamp;
+        Reject for poison or a body that contradicts its attributes."""
+        try:
+            envelope = self.envelope()
+        except EnvelopeError as exc:
+            return Reject(f"not a batch envelope: {exc}")
+        stamped = self.attributes.get(ATTR_SCENARIO, envelope.scenario)
+        if envelope.scenario != stamped:
+            return Reject(
+                f"batch {envelope.batch_id}: body says scenario {envelope.scenario!r}, "
+                f"attributes say {stamped!r}"
+            )
+        return envelope
 
 
 @dataclass(frozen=True, slots=True)
