@@ -1,8 +1,9 @@
 """Faults a real edge database contains: invalid rows, late rows, duplicates.
 
 Each invalid row breaks exactly one rule of the validation spec, named in the manifest
-(``required``, ``type``, ``range``, ``timestamp``, ``timezone``, ``future`` or a
-cross-field rule name) so tests can check that the validator rejects it for that reason.
+with the name the validator reports (``required``, ``type``, ``range``,
+``timestamp_format``, ``timestamp_timezone``, ``timestamp_future`` or a cross-field
+rule name), so tests can check that the validator rejects it for that reason.
 """
 
 from __future__ import annotations
@@ -111,13 +112,13 @@ class FaultInjector:
 def _bad_timestamp(rng: random.Random, event_time: datetime) -> InvalidFault:
     variant = rng.randrange(4)
     if variant == 0:
-        return InvalidFault("bad_timestamp", "timestamp", "timestamp", "not-a-timestamp")
+        return InvalidFault("bad_timestamp", "timestamp", "timestamp_format", "not-a-timestamp")
     if variant == 1:
         impossible = event_time.strftime("%Y-13-45T25:61:%S.000+00:00")
-        return InvalidFault("bad_timestamp", "timestamp", "timestamp", impossible)
+        return InvalidFault("bad_timestamp", "timestamp", "timestamp_format", impossible)
     if variant == 2:
         naive = event_time.strftime("%Y-%m-%d %H:%M:%S")
-        return InvalidFault("bad_timestamp", "timestamp", "timezone", naive)
+        return InvalidFault("bad_timestamp", "timestamp", "timestamp_timezone", naive)
     # A fixed far-future year (a leap year, so 29 February survives) keeps runs reproducible.
     future = event_time.replace(year=2996).isoformat(timespec="milliseconds")
-    return InvalidFault("bad_timestamp", "timestamp", "future", future)
+    return InvalidFault("bad_timestamp", "timestamp", "timestamp_future", future)

@@ -18,14 +18,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from prometheus_client import Counter
 
 from sensorpipe.config import Destination
 from sensorpipe.envelope import Envelope, Record
 from sensorpipe.errors import SensorPipeError
-from sensorpipe.objects import ObjectWriter, hive_partition, jsonl, parse_event_time
+from sensorpipe.objects import (
+    ObjectWriter,
+    batch_object_metadata,
+    event_time_partition,
+    jsonl,
+    readable_event_time,
+)
 from sensorpipe.records import stable_shard
 from sensorpipe.runtime import EnvelopeProducer
 from sensorpipe.runtime.metrics import PREFIX
@@ -42,17 +48,9 @@ OBJECTS_WRITTEN = Counter(
 )
 RECORDS_WITHOUT_EVENT_TIME = Counter(
     f"{PREFIX}_router_records_without_event_time_total",
-    "Records written to the unknown-time partition (no readable timestamp)",
+    "Records written to Hive's default partition (no readable timestamp)",
     ["destination"],
 )
-
-# Hive's own name for a missing partition value: readers (Spark, Athena) understand it,
-# and records without a readable timestamp (possible in the raw scenario, which skips
-# validation) are kept instead of dropped.
-UNKNOWN_PARTITION = "/".join(
-    f"{column}=__HIVE_DEFAULT_PARTITION__" for column in ("year", "month", "day", "hour")
-)
-UNKNOWN_TIME = "unknown"
 
 # The router's hop carries no wall-clock time: a redelivered batch must produce the
 # same bytes, and the object's own LastModified says when the router wrote it.
@@ -87,21 +85,14 @@ class RoutedBatch:
                     f"batch {envelope.batch_id}: record {index} has no 'sensor_data' object",
                     hint="every stage keeps the source row under 'sensor_data'",
                 )
-            times.append(_event_time(sensor_data.get("timestamp")))
+            # None (possible in the raw scenario, which skips validation) files the
+            # record under Hive's default partition instead of dropping it.
+            times.append(readable_event_time(sensor_data.get("timestamp")))
         return cls(envelope, times)
 
     @property
     def batch_id(self) -> str:
         return self.envelope.batch_id
-
-
-def _event_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_event_time(value)
-    except (ValueError, OverflowError):
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +133,7 @@ class BucketWriter:
         project = self.projector(batch)
         groups: dict[str, tuple[list[Record], list[datetime]]] = {}
         for record, moment in zip(batch.envelope.records, batch.event_times, strict=True):
-            partition = UNKNOWN_PARTITION if moment is None else hive_partition(moment)
+            partition = event_time_partition(moment)
             lines, times = groups.setdefault(partition, ([], []))
             lines.append(project(record))
             if moment is not None:
@@ -156,14 +147,13 @@ class BucketWriter:
         self, batch: RoutedBatch, partition: str, lines: list[Record], times: list[datetime]
     ) -> RenderedObject:
         envelope = batch.envelope
-        metadata = {
-            "scenario": envelope.scenario,
-            "config-version": str(envelope.config_version),
-            "batch-id": envelope.batch_id,
-            "record-count": str(len(lines)),
-            "first-event-time": _iso(min(times)) if times else UNKNOWN_TIME,
-            "last-event-time": _iso(max(times)) if times else UNKNOWN_TIME,
-        }
+        metadata = batch_object_metadata(
+            scenario=envelope.scenario,
+            config_version=envelope.config_version,
+            batch_id=envelope.batch_id,
+            record_count=len(lines),
+            event_times=times,
+        )
         return RenderedObject(
             key=f"{self.destination.value}/{partition}/{envelope.batch_id}{self._suffix}",
             body=jsonl(lines, compress=self._gzip),
@@ -187,10 +177,6 @@ class BucketWriter:
 
     def deliver(self, batch: RoutedBatch) -> int:
         return self.put(self.render(batch))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
 
 
 class RawWriter(BucketWriter):

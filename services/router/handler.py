@@ -32,6 +32,7 @@ from sensorpipe.runtime import (
     Retry,
     ServiceContext,
 )
+from sensorpipe.runtime.forwarding import queue_producer
 from sensorpipe.runtime.metrics import RECORDS_PROCESSED, SCENARIO_INFO
 from services.router.config import RouterSettings
 from services.router.destinations import (
@@ -137,17 +138,7 @@ def build_writers(
         return config.buckets.name(kind)
 
     def producers(names: list[str]) -> list[EnvelopeProducer]:
-        return [
-            EnvelopeProducer(
-                context.sqs,
-                context.sqs.get_queue_url(QueueName=name)["QueueUrl"],
-                name,
-                max_body_bytes=config.queues.max_body_bytes,
-                compress=config.runtime.compress,
-                service=SERVICE,
-            )
-            for name in names
-        ]
+        return [queue_producer(context, name, service=SERVICE) for name in names]
 
     gz = settings.gzip_objects
     return {

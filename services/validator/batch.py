@@ -19,13 +19,17 @@ from typing import Any
 
 from sensorpipe.config import FilterRule, ValidationSpec
 from sensorpipe.envelope import Envelope, Record
-from sensorpipe.objects import hive_partition, jsonl, parse_event_time
+from sensorpipe.objects import (
+    batch_object_metadata,
+    event_time_partition,
+    jsonl,
+    readable_event_time,
+)
 from services.validator.anomalies import AnomalyDetector
 from services.validator.filters import BusinessFilter
 from services.validator.rules import CompiledSpec
 
 STAGE = "validator"
-UNKNOWN_TIME = "unknown-time"
 
 
 @dataclass
@@ -143,19 +147,10 @@ def _totals(counts: Counter[tuple[str, str]], position: int) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def event_partition(
-    line: dict[str, Any], timestamp_field: str = "timestamp"
-) -> tuple[str, datetime | None]:
-    """Hive partition of a line's reading time, or ``unknown-time`` if it has none."""
+def line_event_time(line: dict[str, Any], timestamp_field: str = "timestamp") -> datetime | None:
+    """The reading time of an error line's record, or None if it has no readable one."""
     record = line.get("record")
-    value = record.get(timestamp_field) if isinstance(record, dict) else None
-    if not isinstance(value, str):
-        return UNKNOWN_TIME, None
-    try:
-        moment = parse_event_time(value)
-    except (ValueError, OverflowError):
-        return UNKNOWN_TIME, None
-    return hive_partition(moment), moment
+    return readable_event_time(record.get(timestamp_field) if isinstance(record, dict) else None)
 
 
 def safe_key_part(value: str) -> str:
@@ -176,7 +171,8 @@ def error_objects(result: BatchResult, *, compress: bool = True) -> list[ErrorOb
         groups: dict[str, list[dict[str, Any]]] = {}
         times: dict[str, list[datetime]] = {}
         for line in lines:
-            partition, moment = event_partition(line, result.timestamp_field)
+            moment = line_event_time(line, result.timestamp_field)
+            partition = event_time_partition(moment)
             groups.setdefault(partition, []).append(line)
             if moment is not None:
                 times.setdefault(partition, []).append(moment)
@@ -185,16 +181,15 @@ def error_objects(result: BatchResult, *, compress: bool = True) -> list[ErrorOb
             first = group[0]
             metadata = {
                 "kind": kind,
-                "scenario": str(first["scenario"]),
-                "config-version": str(first["config_version"]),
-                "batch-id": str(summary["batch_id"]),
                 "spec-version": str(summary["spec_version"]),
-                "record-count": str(len(group)),
+                **batch_object_metadata(
+                    scenario=str(first["scenario"]),
+                    config_version=first["config_version"],
+                    batch_id=str(summary["batch_id"]),
+                    record_count=len(group),
+                    event_times=times.get(partition, []),
+                ),
             }
-            span = times.get(partition)
-            if span:
-                metadata["time-min"] = min(span).isoformat()
-                metadata["time-max"] = max(span).isoformat()
             objects.append(
                 ErrorObject(
                     key=f"{kind}/{partition}/{batch}{suffix}",

@@ -19,16 +19,12 @@ from prometheus_client import Counter
 
 from sensorpipe.config import BucketKind, PipelineConfig, load_validation_spec
 from sensorpipe.envelope import (
-    ATTR_BATCH_ID,
-    ATTR_RECORD_COUNT,
-    ATTR_SCENARIO,
     Encoded,
     EnvelopeError,
     encode_to_fit,
 )
 from sensorpipe.objects import ObjectWriteError, ObjectWriter
 from sensorpipe.runtime import (
-    ACK,
     BatchHandler,
     EnvelopeProducer,
     Message,
@@ -37,7 +33,7 @@ from sensorpipe.runtime import (
     Retry,
     ServiceContext,
 )
-from sensorpipe.runtime.errors import SendError
+from sensorpipe.runtime.forwarding import forward_together, queue_producer
 from sensorpipe.runtime.metrics import PREFIX, RECORDS_PROCESSED
 from services.validator.batch import BatchResult, BatchValidator, error_objects
 from services.validator.config import ValidatorSettings
@@ -57,23 +53,6 @@ FILTERED_RECORDS = Counter(
 ANOMALOUS_RECORDS = Counter(
     f"{PREFIX}_anomalous_records_total", "Valid records marked anomalous", ["service"]
 )
-
-
-def announced_records(message: Message) -> int:
-    """The record count the sender put in the attributes (0 when absent or garbled)."""
-    count = message.attributes.get(ATTR_RECORD_COUNT, "")
-    return int(count) if count.isdigit() else 0
-
-
-def pass_through(message: Message) -> Encoded:
-    """The received message as it is: body and attributes untouched, never decoded."""
-    attrs = message.attributes
-    return Encoded(
-        body=message.body,
-        attributes=dict(attrs),
-        batch_id=attrs.get(ATTR_BATCH_ID, ""),
-        record_count=announced_records(message),
-    )
 
 
 @dataclass
@@ -114,14 +93,7 @@ class ValidatorHandler(BatchHandler):
             max_future_skew_seconds=config.validation.max_future_skew_seconds,
         )
         queue = config.queues.validated
-        producer = EnvelopeProducer(
-            context.sqs,
-            context.sqs.get_queue_url(QueueName=queue)["QueueUrl"],
-            queue,
-            max_body_bytes=config.queues.max_body_bytes,
-            compress=config.runtime.compress,
-            service=SERVICE,
-        )
+        producer = queue_producer(context, queue, service=SERVICE)
         settings = ValidatorSettings()
         log.info("validating with spec %s %s", spec.name, spec.spec_version)
         return cls(
@@ -133,51 +105,21 @@ class ValidatorHandler(BatchHandler):
         )
 
     def handle(self, messages: list[Message]) -> list[Outcome]:
-        outcomes: list[Outcome] = [ACK] * len(messages)
-        prepared: list[_Prepared] = []
-        for index, message in enumerate(messages):
-            result = self._prepare(index, message)
-            if isinstance(result, (Reject, Retry)):
-                outcomes[index] = result
-                if isinstance(result, Reject):
-                    RECORDS_PROCESSED.labels(SERVICE, "rejected").inc(announced_records(message))
-            else:
-                prepared.append(result)
-        try:
-            self._producer.send_encoded([e for p in prepared for e in p.encoded])
-        except SendError as exc:
-            for p in prepared:
-                outcomes[p.index] = Retry(str(exc))
-            return outcomes
-        for p in prepared:
+        outcomes, sent = forward_together(self._producer, messages, self._prepare, service=SERVICE)
+        for p in sent:
             self._count(p)
         return outcomes
 
     def _prepare(self, index: int, message: Message) -> _Prepared | Reject | Retry:
-        scenario = message.attributes.get(ATTR_SCENARIO)
-        if scenario is None:
-            try:
-                scenario = message.envelope().scenario
-            except EnvelopeError as exc:
-                return Reject(f"not a batch envelope: {exc}")
-        route = self._config.route(scenario)
-        if route is None:
-            return Reject(
-                f"batch {message.attributes.get(ATTR_BATCH_ID, '?')}: scenario {scenario!r} "
-                f"has no route (routing table: {', '.join(self._config.scenario_names())})"
-            )
+        route = message.route(self._config)
+        if isinstance(route, Reject):
+            return route
         if not route.validate_records:
-            passed = pass_through(message)
+            passed = message.passed_through()
             return _Prepared(index, [passed], None, passed.record_count)
-        try:
-            envelope = message.envelope()
-        except EnvelopeError as exc:
-            return Reject(f"not a batch envelope: {exc}")
-        if envelope.scenario != scenario:
-            return Reject(
-                f"batch {envelope.batch_id}: body says scenario {envelope.scenario!r}, "
-                f"attributes say {scenario!r}"
-            )
+        envelope = message.stamped_envelope()
+        if isinstance(envelope, Reject):
+            return envelope
         result = self._validator.validate_envelope(envelope, apply_filters=route.filter)
         # Set-aside records are stored before anything goes on or is acknowledged.
         try:

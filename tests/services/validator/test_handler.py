@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 from sensorpipe.config import load_validation_spec
 from sensorpipe.envelope import ATTR_SCENARIO
-from sensorpipe.objects import ObjectWriteError
+from sensorpipe.objects import HIVE_DEFAULT_PARTITION, ObjectWriteError
 from sensorpipe.runtime import ACK, Reject, Retry
 from services.validator.handler import ValidatorHandler
 from tests.services.validator.rows import anomalous_reading, reading
@@ -49,8 +49,8 @@ def test_valid_forwarded_invalid_to_the_error_bucket(moto_stack: MotoStack) -> N
     assert envelope.hops[-1]["stage"] == "validator"
     lines = moto_stack.lines("error")
     assert sorted(lines) == [
-        "rejected/unknown-time/edge-1-000001.jsonl.gz",
         "rejected/year=2025/month=08/day=18/hour=10/edge-1-000001.jsonl.gz",
+        f"rejected/{HIVE_DEFAULT_PARTITION}/edge-1-000001.jsonl.gz",
     ]
     rejected = {line["record"]["id"]: line for group in lines.values() for line in group}
     assert sorted(rejected) == [2, 4]
