@@ -22,14 +22,19 @@ import orjson
 from botocore.exceptions import ClientError
 
 from sensorpipe.errors import SensorPipeError
-from sensorpipe.objects import ObjectWriter, hive_partition, jsonl, read_jsonl
+from sensorpipe.objects import (
+    ObjectWriter,
+    event_time_partition,
+    hive_partition,
+    jsonl,
+    read_jsonl,
+)
 from services.aggregator.windows import WINDOW_ALREADY_WRITTEN, OpenWindow, Reading, WindowId
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DOCUMENT_VERSION = 1
-UNKNOWN_TIME = "unknown-time"
 
 
 class OutputReadError(SensorPipeError):
@@ -201,10 +206,8 @@ class LateLines:
 
 
 def late_key(batch_id: str, earliest_event_time: float | None) -> str:
-    partition = (
-        UNKNOWN_TIME
-        if earliest_event_time is None
-        else hive_partition(datetime.fromtimestamp(earliest_event_time, UTC))
+    partition = event_time_partition(
+        None if earliest_event_time is None else datetime.fromtimestamp(earliest_event_time, UTC)
     )
     safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in batch_id) or "_"
     return f"late/{partition}/{safe}.jsonl.gz"

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sensorpipe.config import BucketKind, PipelineConfig
 from sensorpipe.envelope import Envelope, EnvelopeError, utc_now_iso
-from sensorpipe.objects import parse_event_time, read_jsonl
+from sensorpipe.objects import parse_event_time, read_jsonl, readable_event_time
 from sensorpipe.replay.errors import (
     InvalidArgumentError,
     ReplayAwsError,
@@ -66,7 +66,7 @@ class ArchiveSelection:
             return False
         if self.since is None and self.until is None:
             return True
-        moment = _event_time(row.get("timestamp"))
+        moment = readable_event_time(row.get("timestamp"))
         if moment is None:
             return False
         return (self.since is None or moment >= self.since) and (
@@ -83,15 +83,6 @@ class ArchiveSelection:
         }
         chosen = {k: v for k, v in parts.items() if v is not None}
         return orjson.dumps(chosen, option=orjson.OPT_SORT_KEYS).decode() if chosen else ""
-
-
-def _event_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_event_time(value)
-    except (ValueError, OverflowError):
-        return None
 
 
 def parse_time_option(option: str, value: str) -> datetime:
