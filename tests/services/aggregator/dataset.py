@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import random
 import statistics
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sensorpipe.envelope import Envelope, encode
+from sensorpipe.envelope import Envelope
 from sensorpipe.records import METRICS, stable_shard
 from sensorpipe.runtime import Message
+from tests.moto_stack import message_of
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
 LOCATIONS = ("Lisbon", "Porto", "Braga", "Faro", "Coimbra")
@@ -192,14 +192,7 @@ def expected_windows(stream: Stream, size: int = 60) -> dict[tuple[str, int], di
 
 
 def message(envelope: Envelope, *, receive_count: int = 1) -> Message:
-    encoded = encode(envelope, compress=True)
-    return Message(
-        message_id=str(uuid.uuid4()),
-        receipt_handle=str(uuid.uuid4()),
-        body=encoded.body,
-        attributes=dict(encoded.attributes),
-        receive_count=receive_count,
-    )
+    return message_of(envelope, receive_count=receive_count)
 
 
 def window_problems(

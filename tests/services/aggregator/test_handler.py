@@ -1,24 +1,22 @@
-"""The aggregator handler against an in-memory S3 (moto), with a controlled clock."""
+"""The aggregator handler against the shared in-memory AWS (tests/moto_stack.py), with a
+controlled clock."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pytest
-from moto import mock_aws
 
-from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.config import PipelineConfig
 from sensorpipe.envelope import Envelope
 from sensorpipe.objects import read_jsonl
-from sensorpipe.provisioning import provision
 from sensorpipe.runtime import ACK, HOLD, Message, Reject
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.handler import AggregatorHandler
+from tests.moto_stack import MotoStack, moto_stack
 from tests.services.aggregator.dataset import (
     T0,
     expected_windows,
@@ -51,10 +49,12 @@ class Clock:
 
 
 @dataclass
-class Rig:
-    config: PipelineConfig
-    clock: Clock
-    s3: Any
+class Rig(MotoStack):
+    clock: Clock = field(default_factory=Clock)
+
+    @property
+    def s3(self) -> Any:
+        return self.context.s3
 
     def handler(self, recovery_s: float = 0.0) -> tuple[AggregatorHandler, Acks]:
         handler = AggregatorHandler.build(
@@ -66,14 +66,6 @@ class Rig:
         acks = Acks()
         handler.bind(acks)
         return handler, acks
-
-    def objects(self, kind: str) -> dict[str, bytes]:
-        bucket = self.config.buckets.name(kind)
-        listing = self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-        return {
-            o["Key"]: self.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-            for o in listing
-        }
 
     def windows(self) -> dict[tuple[str, int], dict[str, Any]]:
         out = {}
@@ -95,21 +87,13 @@ def _epoch(value: str) -> float:
 
 @pytest.fixture
 def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
-    for key in list(os.environ):
-        if key.startswith("AWS_ENDPOINT_URL"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        config = PipelineConfig(
-            buckets={"prefix": "unit-agg"},
-            queues={"prefix": "unit-agg"},
-            windowing={"window_seconds": 60, "grace_seconds": 10, "idle_flush_seconds": 30},
-        )
-        s3 = s3_client()
-        provision(config, s3=s3, sqs=sqs_client())
-        yield Rig(config, Clock(), s3)
+    config = PipelineConfig(
+        buckets={"prefix": "unit-agg"},
+        queues={"prefix": "unit-agg"},
+        windowing={"window_seconds": 60, "grace_seconds": 10, "idle_flush_seconds": 30},
+    )
+    with moto_stack(monkeypatch, config) as stack:
+        yield Rig(stack.config, stack.context)
 
 
 def row(sensor: str, offset: float, **values: Any) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from sensorpipe.runtime import ACK, EnvelopeProducer, Reject, Retry
 from sensorpipe.runtime.errors import SendError
 from services.enricher.handler import EnricherHandler
 from services.enricher.openlineage import OpenLineageLog
+from tests.moto_stack import MotoStack, message_of
 from tests.services.validator.rows import reading
-from tests.services.validator.stack import MotoStack, envelope_of, message_of
+from tests.services.validator.stack import envelope_of
 
 BACALHAU = {"BACALHAU_NODE_ID": "n-1", "BACALHAU_JOB_ID": "j-1", "BACALHAU_EXECUTION_ID": "e-1"}
 

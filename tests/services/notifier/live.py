@@ -17,7 +17,7 @@ from sensorpipe.objects import read_jsonl
 from sensorpipe.runtime import EnvelopeProducer
 from tests.conftest import Pipeline, make_pipeline
 from tests.services.notifier.reference import expected_bursts
-from tests.services.notifier.stream import Stream
+from tests.services.notifier.stream import Stream, simulate
 
 RULE = {"min_anomalies": 3, "window_seconds": 60, "cooldown_seconds": 120}
 Bursts = dict[str, list[tuple[str, ...]]]
@@ -34,6 +34,16 @@ def notifier_pipeline(tmp_path: Path, endpoint: str, *, shards: int = 1) -> Pipe
             "runtime": {"wait_time_seconds": 1, "retry_base_seconds": 1},
         },
     )
+
+
+def live_run(
+    tmp_path: Path, endpoint: str, *, seed: int, shards: int = 1
+) -> tuple[Pipeline, Stream, Bursts]:
+    """A notifier pipeline with ``shards`` notify shards, the simulated stream for them,
+    and the bursts the reference finds in it (what the live notifiers must publish)."""
+    pipeline = notifier_pipeline(tmp_path, endpoint, shards=shards)
+    stream = simulate(seed=seed, shards=shards)
+    return pipeline, stream, sorted_bursts(expected(stream))
 
 
 def start_notifier(

@@ -1,4 +1,5 @@
-"""The notifier handler against moto: publishing, the ledger, state, side outputs."""
+"""The notifier handler against the shared in-memory AWS (tests/moto_stack.py):
+publishing, the ledger, state, side outputs."""
 
 from __future__ import annotations
 
@@ -7,17 +8,15 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import orjson
 import pytest
-from moto import mock_aws
 
 from sensorpipe.config import PipelineConfig
 from sensorpipe.envelope import Envelope, encode
-from sensorpipe.provisioning import provision
 from sensorpipe.runtime import ACK, Message, Reject, Retry
 from services.notifier.config import BurstRules, ResolvedSettings
 from services.notifier.handler import NotifierHandler
+from tests.moto_stack import MotoStack, moto_stack
 from tests.services.notifier.reference import expected_bursts
 from tests.services.notifier.stream import START, key_of, reading, simulate
 
@@ -52,10 +51,11 @@ class CountingSQS:
 
 
 class World:
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, stack: MotoStack) -> None:
+        config = stack.config
         self.config = config
-        self.s3 = boto3.client("s3", region_name="us-east-1")
-        self.sqs = CountingSQS(boto3.client("sqs", region_name="us-east-1"))
+        self.s3 = stack.context.s3
+        self.sqs = CountingSQS(stack.context.sqs)
         self.clock = Clock()
         self.fifo_url = self.sqs.get_queue_url(QueueName=config.queues.notifications)["QueueUrl"]
         self.archival = config.buckets.name("archival")
@@ -103,20 +103,11 @@ class World:
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        config = PipelineConfig(
-            buckets={"prefix": "nt-handler"}, queues={"prefix": "nthandler", "notify_shards": 2}
-        )
-        provision(
-            config,
-            s3=boto3.client("s3", region_name="us-east-1"),
-            sqs=boto3.client("sqs", region_name="us-east-1"),
-        )
-        yield World(config)
+    config = PipelineConfig(
+        buckets={"prefix": "nt-handler"}, queues={"prefix": "nthandler", "notify_shards": 2}
+    )
+    with moto_stack(monkeypatch, config, service="notifier") as stack:
+        yield World(stack)
 
 
 def message(envelope: Envelope, n: int = 0, *, receive_count: int = 1) -> Message:

@@ -12,28 +12,24 @@ import pytest
 from sensorpipe.aws import s3_client
 from tests.services.notifier.live import (
     as_bursts,
-    expected,
     in_flight,
     late_keys,
+    live_run,
     metric,
-    notifier_pipeline,
     read_notifications,
     send,
     settle,
-    sorted_bursts,
     start_notifier,
     wait_until,
 )
-from tests.services.notifier.stream import key_of, simulate
+from tests.services.notifier.stream import key_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def test_kill_9_mid_run_and_restart_changes_nothing(localstack: str, tmp_path: Path) -> None:
-    pipeline = notifier_pipeline(tmp_path, localstack)
+    pipeline, stream, reference = live_run(tmp_path, localstack, seed=23)
     queue = pipeline.config.queues.notify_shard_names()[0]
-    stream = simulate(seed=23)
-    reference = sorted_bursts(expected(stream))
     bursts = sum(len(v) for v in reference.values())
 
     first = start_notifier(pipeline, tmp_path / "logs", hold_s=0)  # a fresh queue

@@ -10,25 +10,21 @@ import pytest
 from sensorpipe.records import stable_shard
 from tests.services.notifier.live import (
     as_bursts,
-    expected,
+    live_run,
     metric,
-    notifier_pipeline,
     read_notifications,
     send,
     settle,
-    sorted_bursts,
     start_notifier,
 )
-from tests.services.notifier.stream import simulate
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def test_two_replicas_sharded_by_location_equal_one(localstack: str, tmp_path: Path) -> None:
-    pipeline = notifier_pipeline(tmp_path, localstack, shards=2)
+    # The same readings as the one-replica test, split between two shards.
+    pipeline, stream, reference = live_run(tmp_path, localstack, seed=11, shards=2)
     queues = pipeline.config.queues.notify_shard_names()
-    stream = simulate(seed=11, shards=2)  # the same readings as the one-replica test
-    reference = sorted_bursts(expected(stream))
     per_shard = {0: 0, 1: 0}
     for location, bursts in reference.items():
         per_shard[stable_shard(location, 2)] += len(bursts)

@@ -11,17 +11,15 @@ from sensorpipe.aws import s3_client
 from sensorpipe.envelope import Envelope
 from tests.services.notifier.live import (
     as_bursts,
-    expected,
     late_keys,
+    live_run,
     metric,
-    notifier_pipeline,
     read_notifications,
     send,
     settle,
-    sorted_bursts,
     start_notifier,
 )
-from tests.services.notifier.stream import key_of, simulate
+from tests.services.notifier.stream import key_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 SENT = "sensorpipe_notifier_notifications_total"
@@ -35,10 +33,8 @@ def rebatched(envelopes: list[Envelope], run: str) -> list[Envelope]:
 def test_stream_bursts_match_the_reference_and_replays_add_none(
     localstack: str, tmp_path: Path
 ) -> None:
-    pipeline = notifier_pipeline(tmp_path, localstack)
+    pipeline, stream, reference = live_run(tmp_path, localstack, seed=11)
     queue = pipeline.config.queues.notify_shard_names()[0]
-    stream = simulate(seed=11)
-    reference = sorted_bursts(expected(stream))
     bursts = sum(len(v) for v in reference.values())
     assert bursts >= 30 and len(reference) == 5
 

@@ -1,24 +1,19 @@
-"""Router test fixtures: an in-memory AWS (moto) with a provisioned pipeline, and
-builders for envelopes and received messages."""
+"""Router test fixtures: the shared in-memory AWS (tests/moto_stack.py) with the
+router's pipeline provisioned, and builders for envelopes and received messages."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
-from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.config import PipelineConfig
-from sensorpipe.envelope import Envelope, encode
-from sensorpipe.objects import read_jsonl
-from sensorpipe.provisioning import provision
-from sensorpipe.runtime import Message, ServiceContext, ServiceSettings
+from sensorpipe.envelope import Envelope
+from sensorpipe.runtime import Message
 from services.router.handler import RouterHandler
+from tests.moto_stack import MotoStack, message_of, mocked_aws, provisioned
 
 
 def reading(row_id: int, timestamp: Any, **fields: Any) -> dict[str, Any]:
@@ -65,60 +60,16 @@ def envelope(scenario: str, records: list[dict[str, Any]], batch_id: str = "edge
 
 
 def message(env: Envelope, *, compress: bool = True) -> Message:
-    encoded = encode(env, compress=compress)
-    return Message(
-        message_id=str(uuid.uuid4()),
-        receipt_handle=str(uuid.uuid4()),
-        body=encoded.body,
-        attributes=dict(encoded.attributes),
-    )
+    return message_of(env, compress=compress)
 
 
 @dataclass
-class MotoPipeline:
-    config: PipelineConfig
-    context: ServiceContext
-
+class MotoPipeline(MotoStack):
     def handler(self) -> RouterHandler:
         return RouterHandler.from_context(self.context)
 
-    def bucket(self, kind: str) -> str:
-        return self.config.buckets.name(kind)
-
-    def objects(self, kind: str) -> dict[str, bytes]:
-        s3 = self.context.s3
-        listing = s3.list_objects_v2(Bucket=self.bucket(kind)).get("Contents", [])
-        return {
-            o["Key"]: s3.get_object(Bucket=self.bucket(kind), Key=o["Key"])["Body"].read()
-            for o in listing
-        }
-
-    def lines(self, kind: str) -> dict[str, list[dict[str, Any]]]:
-        return {key: read_jsonl(body) for key, body in self.objects(kind).items()}
-
     def head(self, kind: str, key: str) -> dict[str, Any]:
         return dict(self.context.s3.head_object(Bucket=self.bucket(kind), Key=key))
-
-    def drain(self, queue: str) -> list[Message]:
-        sqs = self.context.sqs
-        url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-        out: list[Message] = []
-        while True:
-            got = sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=10,
-                MessageAttributeNames=["All"],
-                WaitTimeSeconds=0,  # the queues long-poll by default
-            ).get("Messages", [])
-            if not got:
-                return out
-            out.extend(Message.from_sqs(dict(m), queue) for m in got)
-            sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
-                ],
-            )
 
 
 def make_moto_pipeline(**queues: Any) -> MotoPipeline:
@@ -126,23 +77,13 @@ def make_moto_pipeline(**queues: Any) -> MotoPipeline:
         buckets={"prefix": "unit-router"},
         queues={"prefix": "unit-router", **queues},
     )
-    s3, sqs = s3_client(), sqs_client()
-    provision(config, s3=s3, sqs=sqs)
-    context = ServiceContext("router", config, ServiceSettings(), sqs, s3)
-    return MotoPipeline(config, context)
+    stack = provisioned(config, service="router")
+    return MotoPipeline(stack.config, stack.context)
 
 
 @pytest.fixture
 def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # An endpoint variable left by the LocalStack fixture would bypass moto.
-    for key in list(os.environ):
-        if key.startswith("AWS_ENDPOINT_URL"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    with mock_aws():
+    with mocked_aws(monkeypatch):
         yield
 
 

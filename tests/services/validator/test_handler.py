@@ -12,8 +12,9 @@ from sensorpipe.envelope import ATTR_SCENARIO
 from sensorpipe.objects import HIVE_DEFAULT_PARTITION, ObjectWriteError
 from sensorpipe.runtime import ACK, Reject, Retry
 from services.validator.handler import ValidatorHandler
+from tests.moto_stack import MotoStack, message_of
 from tests.services.validator.rows import anomalous_reading, reading
-from tests.services.validator.stack import MotoStack, envelope_of, message_of
+from tests.services.validator.stack import envelope_of
 
 
 def make_handler(stack: MotoStack) -> ValidatorHandler:
