@@ -13,6 +13,7 @@ reading with its reason. It is rewritten whole on every processing of that messa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -170,6 +171,14 @@ class LateLines:
         end = window.start + self._size
         if reason == WINDOW_ALREADY_WRITTEN:
             detail = f"window {_iso(window.start)} of {window.sensor_id} was written without it"
+        elif not math.isfinite(watermark):
+            # A redelivered message judged by its own newer readings before this process
+            # has seen any reading of the sensor: there is no process watermark to quote.
+            detail = (
+                f"reading at {reading.timestamp} came after its window closed: newer readings "
+                f"of the same sensor in its own message are more than {self._grace_s:g} s "
+                f"grace past the window end {_iso(end)}"
+            )
         else:
             detail = (
                 f"reading at {reading.timestamp} came after its window closed: the sensor's "
