@@ -49,7 +49,9 @@ def read_only(path: Path) -> Iterator[str]:
         return
     chattr = shutil.which("chattr")
     if chattr is None or subprocess.run([chattr, "+i", str(path)], check=False).returncode:
-        pytest.skip("root without a working `chattr +i`: no honest way to make a file read-only")
+        pytest.fail(
+            "root without a working `chattr +i` (e2fsprogs): cannot make a file read-only to test"
+        )
     try:
         yield "chattr +i"
     finally:

@@ -134,7 +134,7 @@ def test_usage_errors_are_one_line_and_exit_2(
 
 
 def _config_with_extra_scenario(tmp_path: Path) -> Path:
-    pytest.importorskip("sensorpipe.config")
+    import sensorpipe.config  # noqa: F401 - the scenarios come from the pipeline config
     from sensorpipe.config import default_file
 
     text = default_file("pipeline-config-v2.yaml").read_text()
@@ -173,7 +173,8 @@ def test_config_from_the_environment(
 def test_a_broken_pipeline_config_is_a_clear_usage_error(
     db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("sensorpipe.config")
+    import sensorpipe.config  # noqa: F401 - the scenarios come from the pipeline config
+
     missing = tmp_path / "nope.yaml"
     code, _, err = run(
         ["--db", str(db_path), "--config", str(missing), "set", "raw", "--by", "a"], capsys
