@@ -248,12 +248,18 @@ class AggregatorHandler(BatchHandler):
                 batch_id=envelope.batch_id,
                 now=now,
             )
+        # A duplicate of a reading in an open window is safe to drop only once that
+        # window is written: until then the message (e.g. a copy redelivered after its
+        # visibility lapsed) is the reading's only durable source, so it waits too.
+        covered = sorted_.covered - sorted_.folds.keys()
+        for window in covered:
+            self._book.open[window].contributors.setdefault(handle, [])
         self._book.advance(readings)
         self._count(sorted_)
-        if not sorted_.folds and not sorted_.deferred:
+        if not sorted_.folds and not sorted_.deferred and not covered:
             return ACK
         self._held[handle] = HeldMessage(
-            message, set(sorted_.folds), key, sorted_.late, ids, sorted_.deferred
+            message, set(sorted_.folds) | covered, key, sorted_.late, ids, sorted_.deferred
         )
         if sorted_.deferred:
             self._unsettled.add(handle)

@@ -63,6 +63,9 @@ class Sorted:
     # Late unless the window, once rebuilt from redelivered messages, holds the reading.
     deferred: list[tuple[Reading, WindowId]] = field(default_factory=list)
     duplicates: int = 0
+    # Open (unwritten) windows that already hold one of these readings: counted only in
+    # memory so far, so the message must stay unacked until they are written too.
+    covered: set[WindowId] = field(default_factory=set)
 
 
 def sort_readings(
@@ -105,6 +108,8 @@ def sort_readings(
                 out.rebuilds.add(placed.window)
         elif placed.verdict is Verdict.DUPLICATE:
             out.duplicates += 1
+            if placed.window in book.open:
+                out.covered.add(placed.window)
         elif recovering and not placed.settled:
             out.deferred.append((reading, placed.window))
         else:

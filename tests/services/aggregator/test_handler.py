@@ -223,6 +223,24 @@ def test_duplicates_within_and_across_messages_count_once(rig: Rig) -> None:
     assert doc["metrics"]["temperature"]["mean"] == pytest.approx(20.0 + 10.5, rel=1e-12)
 
 
+def test_a_copy_of_a_held_message_waits_for_the_open_window(rig: Rig) -> None:
+    # The held message's visibility lapsed and the same process receives it again: its
+    # readings are duplicates of an open window that exists only in memory, so acking
+    # the copy would leave nothing to rebuild that window from after a crash.
+    handler, acks = rig.handler()
+    batch = envelope("b1", [row("s1", 10), row("s1", 20)])
+    first = message(batch)
+    assert handler.handle([first]) == [HOLD]
+    copy = message(batch, receive_count=2)
+    assert handler.handle([copy]) == [HOLD]
+    assert acks.handles == []
+    rig.clock.now += 30
+    handler.on_tick()
+    assert sorted(acks.handles) == sorted([first.receipt_handle, copy.receipt_handle])
+    (doc,) = rig.windows().values()
+    assert doc["record_count"] == 2
+
+
 def test_redelivery_keeps_late_decisions_and_rebuilds_unwritten_windows(rig: Rig) -> None:
     first, _ = rig.handler()
     first.handle([message(envelope("b1", [row("s1", 200)]))])
