@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from services.aggregator.output import LateLines
 from services.aggregator.windows import Reading, WindowId
 
 
 def _reading() -> Reading:
-    row = {"id": 7, "sensor_id": "S1", "timestamp": "2026-01-01T00:00:05.000+00:00"}
+    row: dict[str, Any] = {"id": 7, "sensor_id": "S1", "timestamp": "2026-01-01T00:00:05.000+00:00"}
     return Reading("S1|2026-01-01T00:00:05.000+00:00", "S1", 1767225605.0, row["timestamp"],
                    {"sensor_data": row})  # fmt: skip
 
