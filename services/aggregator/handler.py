@@ -144,9 +144,7 @@ class AggregatorHandler(BatchHandler):
         )
         self._held: dict[str, HeldMessage] = {}
         self._unsettled: set[str] = set()  # held messages to look at again
-        self._recovery = RecoveryGate(
-            clock=clock, recovery_s=recovery_s, tick_s=self.tick_interval_s, backlog=backlog
-        )
+        self._recovery = RecoveryGate(clock=clock, recovery_s=recovery_s, backlog=backlog)
         # Window writes run in parallel: each S3 round trip is tens of milliseconds.
         self._writers = ThreadPoolExecutor(
             max_workers=settings.writer_threads, thread_name_prefix="window-writer"
@@ -184,7 +182,6 @@ class AggregatorHandler(BatchHandler):
 
     def handle(self, messages: list[Message]) -> list[Outcome]:
         now = self._clock()
-        self._recovery.handle_started(now)
         outcomes = [self._take(message, now) for message in messages]
         self._close_due(now)
         return outcomes
@@ -287,7 +284,7 @@ class AggregatorHandler(BatchHandler):
     # -- closing windows -------------------------------------------------------------------
 
     def _close_due(self, now: float) -> None:
-        if not self._recovery.open(now):
+        if not self._recovery.open(now, self.deliveries):
             return
         due = self._book.due(now)
         touched = set(self._unsettled)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from sensorpipe.runtime.deliveries import DeliveryLog
 from sensorpipe.runtime.message import Message, Outcome
 
 
@@ -31,9 +32,12 @@ class BatchHandler:
 
     def __init__(self) -> None:
         self.acknowledger: Acknowledger | None = None
+        self.deliveries: DeliveryLog | None = None
 
-    def bind(self, acknowledger: Acknowledger) -> None:
+    def bind(self, acknowledger: Acknowledger, deliveries: DeliveryLog | None = None) -> None:
+        """Called by the consumer loop before the first batch."""
         self.acknowledger = acknowledger
+        self.deliveries = deliveries
 
     def handle(self, messages: list[Message]) -> list[Outcome]:
         raise NotImplementedError
