@@ -354,10 +354,12 @@ class Consumer:
         self._receiver.join(timeout=max(0.1, deadline - time.monotonic()))
         if self._receiver.is_alive():
             log.warning("a long poll is still open at the shutdown deadline; abandoning it")
+        # Stopped first: an extension racing the hand-back would hide a message we just
+        # made visible for another visibility timeout.
+        self._heartbeat.stop()
         while True:
             try:
                 self._hand_back(self._inbox.get_nowait())
             except queue.Empty:
                 break
         self._hand_back(self.in_flight.all())
-        self._heartbeat.stop()
