@@ -1,4 +1,6 @@
-"""Replay readings stored in a bucket (archival, raw or schematized) into the ingest queue.
+"""Replay readings stored in a bucket (archival, raw or schematized) into the ingest queue,
+or the records the validator set aside (error bucket, ``rejected/`` or ``filtered/``) once
+a spec or business rule was fixed.
 
 Each object becomes one envelope (split to fit the queue's body limit by the producer)
 carrying only the source rows (``{"sensor_data": row}``), so the whole pipeline runs
@@ -37,7 +39,16 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-REPLAYABLE_KINDS = (BucketKind.ARCHIVAL, BucketKind.RAW, BucketKind.SCHEMATIZED)
+REPLAYABLE_KINDS = (
+    BucketKind.ARCHIVAL,
+    BucketKind.RAW,
+    BucketKind.SCHEMATIZED,
+    BucketKind.ERROR,
+)
+# What of the error bucket replays: the validator's set-aside records. Not ``late/``: the
+# aggregator's late readings are in the archival bucket already, so a replay would put
+# them there twice.
+ERROR_PREFIXES = ("rejected/", "filtered/")
 REPLAY_STAGE = "replay"
 SERVICE = "replay"
 
@@ -106,8 +117,21 @@ def replay_batch_id(key: str, selection: ArchiveSelection) -> str:
 
 
 def full_prefix(kind: BucketKind, prefix: str) -> str:
-    """The router writes under ``<kind>/<partition>/``; accept the prefix with or without it."""
+    """The router writes under ``<kind>/<partition>/``; accept the prefix with or without it.
+
+    The error bucket is laid out by what was set aside (``rejected/``, ``filtered/``), so
+    its prefix must name one of those."""
     prefix = prefix.lstrip("/")
+    if kind is BucketKind.ERROR:
+        if not prefix.startswith(ERROR_PREFIXES):
+            raise InvalidArgumentError(
+                "--prefix",
+                prefix or "(empty)",
+                "the error bucket replays only records the validator set aside"
+                + (" (late readings are in the archival bucket already)" if prefix else ""),
+                hint="start it with rejected/ or filtered/, e.g. rejected/year=2026/",
+            )
+        return prefix
     return prefix if prefix.startswith(f"{kind.value}/") else f"{kind.value}/{prefix}"
 
 
@@ -138,7 +162,7 @@ class ArchiveReplayResult:
             out.extend(f"  {n:>8}  {name}" for name, n in sorted(self.by_scenario.items()))
         if self.malformed_records:
             out.append(
-                f"warning: {self.malformed_records} line(s) had no 'sensor_data' object "
+                f"warning: {self.malformed_records} line(s) held no reading object "
                 "and were not replayed"
             )
         out.extend(f"skipped: {problem}" for problem in self.skipped_objects)
@@ -260,11 +284,13 @@ class ArchiveReplayer:
         )
 
     def _rows(self, lines: list[Any], result: ArchiveReplayResult) -> list[dict[str, Any]]:
-        """The source rows: raw lines are rows, other buckets keep them under sensor_data."""
+        """The source rows: raw lines are rows, error lines keep them under record, other
+        buckets under sensor_data."""
+        extract = _ROW_OF.get(self._kind, _sensor_data)
         rows: list[dict[str, Any]] = []
         for line in lines:
             result.records_read += 1
-            row = line if self._kind is BucketKind.RAW else _sensor_data(line)
+            row = extract(line)
             if isinstance(row, dict):
                 rows.append(row)
             else:
@@ -285,6 +311,16 @@ class ArchiveReplayer:
 
 def _sensor_data(line: Any) -> Any:
     return line.get("sensor_data") if isinstance(line, dict) else None
+
+
+def _set_aside(line: Any) -> Any:
+    """The reading of a rejected or filtered line; None when the validator had to keep
+    the whole record because its sensor_data was no object (nothing to replay)."""
+    record = line.get("record") if isinstance(line, dict) else None
+    return record if isinstance(record, dict) and "sensor_data" not in record else None
+
+
+_ROW_OF = {BucketKind.RAW: lambda line: line, BucketKind.ERROR: _set_aside}
 
 
 def _int(value: str | None) -> int:

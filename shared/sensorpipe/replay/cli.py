@@ -58,13 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--dry-run", action="store_true", help="count what would move, move nothing")
 
     archive = sub.add_parser(
-        "archive", parents=[common], help="re-send stored readings to the ingest queue"
+        "archive",
+        parents=[common],
+        help="re-send stored readings (or, from the error bucket, the records the validator "
+        "rejected or filtered) to the ingest queue",
     )
     archive.add_argument(
         "--bucket-kind", required=True, choices=[k.value for k in REPLAYABLE_KINDS]
     )
     archive.add_argument(
-        "--prefix", default="", help="key prefix below <kind>/, e.g. year=2026/month=11/"
+        "--prefix",
+        default="",
+        help="key prefix below <kind>/, e.g. year=2026/month=11/; for the error bucket "
+        "rejected/... or filtered/...",
     )
     archive.add_argument("--scenario", help="scenario to stamp (default: the object's own)")
     archive.add_argument("--sensor-id", help="only readings of this sensor")

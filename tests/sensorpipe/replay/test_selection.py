@@ -70,3 +70,7 @@ def test_full_prefix() -> None:
     assert full_prefix(BucketKind.ARCHIVAL, "year=2026/") == "archival/year=2026/"
     assert full_prefix(BucketKind.RAW, "/raw/year=2026/") == "raw/year=2026/"
     assert full_prefix(BucketKind.RAW, "") == "raw/"
+    assert full_prefix(BucketKind.ERROR, "/rejected/year=2026/") == "rejected/year=2026/"
+    assert full_prefix(BucketKind.ERROR, "filtered/") == "filtered/"
+    with pytest.raises(InvalidArgumentError, match="late readings"):
+        full_prefix(BucketKind.ERROR, "late/year=2026/")
