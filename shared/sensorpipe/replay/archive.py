@@ -50,6 +50,7 @@ REPLAYABLE_KINDS = (
 # them there twice.
 ERROR_PREFIXES = ("rejected/", "filtered/")
 REPLAY_STAGE = "replay"
+REPLAY_BATCH_PREFIX = "replay-"
 SERVICE = "replay"
 
 
@@ -113,7 +114,7 @@ def replay_batch_id(key: str, selection: ArchiveSelection) -> str:
     """
     fingerprint = selection.fingerprint()
     text = key if not fingerprint else f"{key}\n{fingerprint}"
-    return "replay-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return REPLAY_BATCH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def full_prefix(kind: BucketKind, prefix: str) -> str:
@@ -148,6 +149,7 @@ class ArchiveReplayResult:
     batch_ids: list[str] = field(default_factory=list)
     by_scenario: Counter[str] = field(default_factory=Counter)
     skipped_objects: list[str] = field(default_factory=list)
+    earlier_replays: int = 0  # error objects of a replayed batch: their originals replay
 
     def lines(self) -> list[str]:
         verb = "would send" if self.dry_run else "sent"
@@ -164,6 +166,11 @@ class ArchiveReplayResult:
             out.append(
                 f"warning: {self.malformed_records} line(s) held no reading object "
                 "and were not replayed"
+            )
+        if self.earlier_replays:
+            out.append(
+                f"note: {self.earlier_replays} object(s) hold what an earlier replay set aside "
+                "again; not re-sent (their original objects are, so nothing is sent twice)"
             )
         out.extend(f"skipped: {problem}" for problem in self.skipped_objects)
         return out
@@ -256,6 +263,11 @@ class ArchiveReplayer:
                 return None
             raise aws_failure("GetObject", "object", where, exc) from exc
         metadata = obj.get("Metadata", {})
+        if self._kind is BucketKind.ERROR and metadata.get("batch-id", "").startswith(
+            REPLAY_BATCH_PREFIX
+        ):
+            result.earlier_replays += 1
+            return None
         scenario = self._scenario or metadata.get("scenario")
         if not scenario or scenario not in self._config.scenarios:
             recorded = repr(scenario) if scenario else "no scenario"

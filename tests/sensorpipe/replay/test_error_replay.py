@@ -80,6 +80,32 @@ def test_rejected_readings_go_back_to_ingest_under_their_scenario(
     assert "1 line(s) held no reading object and were not replayed" in out
 
 
+def test_what_a_replay_set_aside_again_is_not_replayed_twice(
+    pipeline: Pipeline, set_aside: dict[str, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The spec was not fixed yet: the replayed readings were rejected again, under the
+    replay's batch id. The next replay sends them once, from the original objects."""
+    assert run(pipeline, "--prefix", "rejected/") == 0
+    first = [m["envelope"] for m in drain(pipeline.config.queues.ingest)]
+    spec = load_validation_spec(default_file("sensor_validation_spec_v2.yaml"))
+    now = datetime(2026, 11, 21, 13, tzinfo=UTC)
+    for envelope in first:
+        again = BatchValidator(spec).validate_envelope(envelope, apply_filters=False, now=now)
+        for obj in error_objects(again):
+            s3().put_object(
+                Bucket=pipeline.bucket("error"), Key=obj.key, Body=obj.body, Metadata=obj.metadata
+            )
+    capsys.readouterr()
+
+    assert run(pipeline, "--prefix", "rejected/") == 0
+
+    second = [m["envelope"] for m in drain(pipeline.config.queues.ingest)]
+    assert sorted(e.batch_id for e in second) == sorted(e.batch_id for e in first)
+    assert (
+        "note: 2 object(s) hold what an earlier replay set aside again" in capsys.readouterr().out
+    )
+
+
 def test_selection_applies_to_set_aside_readings(
     pipeline: Pipeline, set_aside: dict[str, int]
 ) -> None:
