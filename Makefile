@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages localstack demo demo-stop test test-unit lint bench clean
+.PHONY: setup system-packages localstack demo demo-stop dashboard test test-unit lint bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: setup localstack
 
 demo-stop: setup
 	$(PY) -m sensorpipe.devstack.localstack stop
+
+# The web dashboard on http://127.0.0.1:8090/ (AWS_* and SENSORPIPE_PIPELINE_CONFIG as
+# for the services; eval "$$(.venv/bin/sensorpipe-localstack env)" for LocalStack).
+dashboard: setup
+	$(PY) -m services.dashboard
 
 test: setup system-packages localstack
 	$(PY) -m pytest

@@ -47,6 +47,7 @@ def test_compose_file_is_valid_and_complete() -> None:
         "simulator",
         "pipeline-manager",
         "prometheus",
+        "dashboard",
     ):
         assert name in services, f"service {name} missing from docker-compose.yml"
     for name in ("enricher", "validator", "router"):
@@ -63,6 +64,7 @@ def test_compose_points_at_real_aws_through_the_environment() -> None:
     config = _compose_config(
         ("AWS_ENDPOINT_URL", "https://sqs.eu-west-1.amazonaws.com"), ("AWS_REGION", "eu-west-1")
     )
-    env = config["services"]["router"]["environment"]  # type: ignore[index]
-    assert env["AWS_ENDPOINT_URL"] == "https://sqs.eu-west-1.amazonaws.com"
-    assert env["AWS_REGION"] == "eu-west-1"
+    for name in ("router", "dashboard"):
+        env = config["services"][name]["environment"]  # type: ignore[index]
+        assert env["AWS_ENDPOINT_URL"] == "https://sqs.eu-west-1.amazonaws.com"
+        assert env["AWS_REGION"] == "eu-west-1"

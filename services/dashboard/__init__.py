@@ -1,0 +1,2 @@
+"""The web dashboard: scenario and history, queues, throughput and lag, rejected records,
+notifications, and a tab of windowed data. Read-only."""
