@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages localstack demo demo-stop dashboard test test-unit lint bench clean
+.PHONY: setup system-packages localstack demo demo-dashboard demo-stop dashboard test test-unit lint bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ localstack: setup
 
 demo: setup localstack
 	$(PY) -m sensorpipe.devstack.demo
+
+# The demo, then the dashboard over what it produced (http://127.0.0.1:8090/, Ctrl-C ends).
+demo-dashboard: setup localstack
+	$(PY) -m sensorpipe.devstack.demo --dashboard
 
 demo-stop: setup
 	$(PY) -m sensorpipe.devstack.localstack stop

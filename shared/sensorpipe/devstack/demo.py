@@ -5,16 +5,19 @@ simulates a fleet's database (a quarter of an hour of readings replayed from the
 with invalid rows and anomalies), sets the ``notification`` scenario (every stage acts),
 starts every service as its own process, uploads the database once, waits until every
 queue is drained, prints what landed where and checks that every row is accounted
-for, then stops what it started.
+for, then stops what it started. With ``--dashboard`` it first serves the web dashboard
+over the run until Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +26,7 @@ from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.config import load_pipeline_config
 from sensorpipe.config.pipeline import PipelineConfig, QueueSettings
 from sensorpipe.devstack.localstack import LocalStackHost, aws_environment
-from sensorpipe.devstack.processes import ServiceProcess
+from sensorpipe.devstack.processes import ServiceProcess, free_port
 from sensorpipe.objects import read_jsonl
 from sensorpipe.provisioning import provision
 
@@ -108,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=6000, help="readings to simulate")
     parser.add_argument("--scenario", default="notification")
     parser.add_argument("--keep", action="store_true", help="leave LocalStack running")
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="afterwards, serve the dashboard over this run until Ctrl-C",
+    )
+    parser.add_argument(
+        "--dashboard-port", type=int, default=8090, help="0: any free port (default 8090)"
+    )
     args = parser.parse_args(argv)
 
     host = LocalStackHost(port=int(os.environ.get("LOCALSTACK_PORT", "4566")))
@@ -179,10 +190,29 @@ def main(argv: list[str] | None = None) -> int:
         for service in services:
             if service.process is not None:
                 service.terminate()
+        if args.dashboard and ok:
+            _serve_dashboard(env, run_dir, args.dashboard_port)
         if started and not args.keep:
             host.stop()
     print(f"Logs: {run_dir / 'logs'}   {'DEMO OK' if ok else 'DEMO INCOMPLETE'}")
     return 0 if ok else 1
+
+
+def _serve_dashboard(env: dict[str, str], run_dir: Path, port: int) -> None:
+    """The dashboard over this run's pipeline, until SIGINT or SIGTERM."""
+    port = port or free_port()
+    dashboard = ServiceProcess(
+        "services.dashboard",
+        {**env, "SENSORPIPE_DASHBOARD_PORT": str(port)},
+        run_dir / "logs",
+        port=port,
+    ).start()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"Dashboard: http://127.0.0.1:{port}/  (Ctrl-C to stop)", flush=True)
+    stop.wait()
+    dashboard.terminate()
 
 
 if __name__ == "__main__":
