@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 _FAILURES = (SensorPipeError, BotoCoreError, ClientError, OSError, ValueError)
 _PARALLEL_READS = 8
+# How far back the newest-first walks go (hour partitions): a quiet error bucket or an
+# unknown sensor must not turn a page refresh into a walk over months of partitions.
+MAX_HOURS_BACK = 48
 # PromQL of the throughput and lag sections (metric names: sensorpipe.runtime.metrics).
 RECORDS_PER_SECOND = "sum by (service, outcome) (rate(sensorpipe_records_processed_total[1m]))"
 LAG_P95_SECONDS = (
@@ -129,7 +133,7 @@ class PipelineView:
     def rejected(self) -> dict[str, Any]:
         bucket = self.config.buckets.name(BucketKind.ERROR)
         rows: list[dict[str, Any]] = []
-        for hour in hours_newest_first(self.s3, bucket, "rejected/"):
+        for hour in islice(hours_newest_first(self.s3, bucket, "rejected/"), MAX_HOURS_BACK):
             keys = sorted(keys_under(self.s3, bucket, hour), reverse=True)
             for lines in self._read_all(bucket, keys, read_jsonl):
                 rows.extend(_rejected_row(line) for line in lines if isinstance(line, dict))
@@ -153,7 +157,7 @@ class PipelineView:
         prefix = self.config.windowing.output_prefix.strip("/") + "/"
         wanted = f"sensor_id={quote(sensor_id, safe='-_.')}/" if sensor_id else None
         keys: list[str] = []
-        for hour in hours_newest_first(self.s3, bucket, prefix):
+        for hour in islice(hours_newest_first(self.s3, bucket, prefix), MAX_HOURS_BACK):
             keys += keys_under(
                 self.s3, bucket, hour, descend=lambda p: wanted is None or p.endswith(wanted)
             )
@@ -199,10 +203,11 @@ def _number(text: str) -> float | None:
 
 
 def _rejected_row(line: dict[str, Any]) -> dict[str, Any]:
-    record = line.get("record") if isinstance(line.get("record"), dict) else {}
-    assert isinstance(record, dict)
-    errors = line.get("errors") if isinstance(line.get("errors"), list) else []
-    assert isinstance(errors, list)
+    record, errors = line.get("record"), line.get("errors")
+    if not isinstance(record, dict):
+        record = {}  # the validator kept a whole record whose sensor_data was no object
+    if not isinstance(errors, list):
+        errors = []
     return {
         "sensor_id": record.get("sensor_id"),
         "timestamp": record.get("timestamp"),
