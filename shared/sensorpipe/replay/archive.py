@@ -125,11 +125,13 @@ def full_prefix(kind: BucketKind, prefix: str) -> str:
     prefix = prefix.lstrip("/")
     if kind is BucketKind.ERROR:
         if not prefix.startswith(ERROR_PREFIXES):
+            why = "the error bucket replays only records the validator set aside"
+            if prefix.startswith("late/"):
+                why += " (late readings are in the archival bucket already)"
             raise InvalidArgumentError(
                 "--prefix",
                 prefix or "(empty)",
-                "the error bucket replays only records the validator set aside"
-                + (" (late readings are in the archival bucket already)" if prefix else ""),
+                why,
                 hint="start it with rejected/ or filtered/, e.g. rejected/year=2026/",
             )
         return prefix

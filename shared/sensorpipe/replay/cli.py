@@ -22,6 +22,7 @@ from sensorpipe.replay.archive import (
     REPLAYABLE_KINDS,
     ArchiveReplayer,
     ArchiveSelection,
+    full_prefix,
     parse_time_option,
 )
 from sensorpipe.replay.dlq import DlqSelection, parse_rate, replay_dlq
@@ -111,11 +112,13 @@ def _run_archive(args: argparse.Namespace, config: PipelineConfig) -> int:
         since=parse_time_option("--since", args.since) if args.since else None,
         until=parse_time_option("--until", args.until) if args.until else None,
     )
+    kind = BucketKind(args.bucket_kind)
+    full_prefix(kind, args.prefix)  # refuses a bad prefix before any AWS client exists
     replayer = ArchiveReplayer(
         s3_client(),
         sqs_client(),
         config,
-        kind=BucketKind(args.bucket_kind),
+        kind=kind,
         prefix=args.prefix,
         selection=selection,
         scenario=args.scenario,
