@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 import pytest
-from moto import mock_aws
 
 from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.config import PipelineConfig
@@ -15,18 +14,14 @@ from sensorpipe.objects import HIVE_DEFAULT_PARTITION, jsonl
 from services.dashboard.config import DashboardSettings
 from services.dashboard.partitions import hours_newest_first, keys_under
 from services.dashboard.sources import MAX_HOURS_BACK, PipelineView
+from tests.moto_stack import mocked_aws
 
 BUCKET = "dash-unit"
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
+    with mocked_aws(monkeypatch):
         client = s3_client()
         client.create_bucket(Bucket=BUCKET)
         yield client
