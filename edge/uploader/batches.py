@@ -5,6 +5,9 @@ row id, so resending the same rows after a crash yields the same id (and the sam
 downstream S3 keys), while a recreated database (a new generation) never reuses the ids
 of the old one. The generation token is a digest of the generation's first row, so it is
 the same on every restart and differs between edge nodes sharing a source name.
+
+The generation is also the envelope's *stream* (``stream_id``): its batches are numbered
+0, 1, 2, ... in row order and carry that number as their position.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 from typing import Any
 
 from edge.uploader.source import Row, RowFingerprint
-from sensorpipe.envelope import Envelope, utc_now_iso
+from sensorpipe.envelope import Envelope, Position, utc_now_iso
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 HOP_STAGE = "uploader"
@@ -30,8 +33,13 @@ def generation_token(table: str, anchor: RowFingerprint) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=4).hexdigest()
 
 
+def stream_id(source_name: str, generation: int, token: str) -> str:
+    """The sequence a generation's batches are numbered in."""
+    return f"{source_label(source_name)}-{token}-g{generation}"
+
+
 def batch_id(source_name: str, generation: int, token: str, first_id: int, last_id: int) -> str:
-    return f"{source_label(source_name)}-{token}-g{generation}-{first_id:012d}-{last_id:012d}"
+    return f"{stream_id(source_name, generation, token)}-{first_id:012d}-{last_id:012d}"
 
 
 def build_envelope(
@@ -43,6 +51,7 @@ def build_envelope(
     source_name: str,
     table: str,
     generation: int,
+    position: Position | None = None,
 ) -> Envelope:
     meta: dict[str, Any] = {
         "table": table,
@@ -58,4 +67,5 @@ def build_envelope(
         source=source_name,
         hops=[{"stage": HOP_STAGE, "at": utc_now_iso()}],
         meta=meta,
+        position=position,
     )

@@ -7,6 +7,10 @@ last row sent, so a recreated database (ids restarting) is recognised, and a *pe
 batch: the exact id range, batch id and stamp about to be sent. After a crash between
 send and checkpoint, that same batch is sent again, byte for byte the same records under
 the same batch id, even if the writer has added rows since.
+
+It also numbers the generation's batches (``next_seq``): batch n of a generation carries
+position (stream, n) downstream, so the stateful stages can tell which of the source's
+batches they have seen. A resent pending batch keeps its number.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class PendingBatch:
     count: int
     scenario: str
     config_version: int
+    seq: int = 0  # the batch's number in its generation
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PendingBatch:
@@ -47,6 +52,7 @@ class PendingBatch:
             count=int(data["count"]),
             scenario=str(data["scenario"]),
             config_version=int(data["config_version"]),
+            seq=int(data.get("seq", 0)),
         )
 
 
@@ -60,6 +66,7 @@ class Checkpoint:
     last: RowFingerprint | None = None
     max_id_seen: int = 0
     pending: PendingBatch | None = None
+    next_seq: int = 0  # the number the generation's next new batch gets
     updated_at: str = field(default="")
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +80,7 @@ class Checkpoint:
             "last": self.last.to_dict() if self.last else None,
             "max_id_seen": self.max_id_seen,
             "pending": asdict(self.pending) if self.pending else None,
+            "next_seq": self.next_seq,
             "updated_at": self.updated_at,
         }
 
@@ -88,6 +96,7 @@ class Checkpoint:
             last=RowFingerprint.from_dict(last) if last else None,
             max_id_seen=int(data.get("max_id_seen", 0)),
             pending=PendingBatch.from_dict(pending) if pending else None,
+            next_seq=int(data.get("next_seq", 0)),
             updated_at=str(data.get("updated_at", "")),
         )
 

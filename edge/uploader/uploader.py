@@ -18,12 +18,19 @@ from dataclasses import dataclass, replace
 from typing import IO, Protocol
 
 from edge.uploader import metrics
-from edge.uploader.batches import batch_id, build_envelope, generation_token
+from edge.uploader.batches import batch_id, build_envelope, generation_token, stream_id
 from edge.uploader.checkpoint import Checkpoint, CheckpointStore, PendingBatch
 from edge.uploader.errors import CheckpointError, SourceError, StampError
 from edge.uploader.source import Row, RowFingerprint, SensorSource
 from sensorpipe.controller import ActiveScenario, ControllerError
-from sensorpipe.envelope import Encoded, Envelope, EnvelopeError, encode_to_fit, encoded_size
+from sensorpipe.envelope import (
+    Encoded,
+    Envelope,
+    EnvelopeError,
+    Position,
+    encode_to_fit,
+    encoded_size,
+)
 from sensorpipe.runtime.errors import SendError
 from sensorpipe.runtime.metrics import RECORDS_PROCESSED, SCENARIO_INFO
 
@@ -120,7 +127,9 @@ class Uploader:
                 pending.first_id,
                 pending.last_id,
             )
-            self._save(replace(self.state, pending=None))
+            # Its number goes to the next batch: downstream never saw it complete, and
+            # a number no batch ever completes would hold the source's progress back.
+            self._save(replace(self.state, pending=None, next_seq=pending.seq))
         rows = self.source.rows_after(self.state.last_id, self.options.batch_size)
         if not rows:
             return None
@@ -142,8 +151,9 @@ class Uploader:
             count=len(rows),
             scenario=stamp.scenario,
             config_version=stamp.config_version,
+            seq=state.next_seq,
         )
-        self._save(replace(state, pending=pending))
+        self._save(replace(state, pending=pending, next_seq=state.next_seq + 1))
         return self._send(rows, pending, resent=False)
 
     def _send(self, rows: list[Row], pending: PendingBatch, *, resent: bool) -> BatchResult:
@@ -162,6 +172,9 @@ class Uploader:
                 pending.first_id,
                 pending.last_id,
             )
+        token = self.state.generation_token
+        assert token is not None  # set before the first batch of a generation is written
+        stream = stream_id(self.options.source_name, self.state.generation, token)
         envelope = build_envelope(
             batch=pending.batch_id,
             scenario=pending.scenario,
@@ -170,6 +183,7 @@ class Uploader:
             source_name=self.options.source_name,
             table=self.source.table,
             generation=self.state.generation,
+            position=Position(stream, pending.seq),
         )
         if self.options.dry_run:
             encoded = encode_to_fit(

@@ -9,7 +9,11 @@ bytes instead of adding duplicates.
 
 Forwarders split a batch by a stable hash of the stage's key (sensor_id for the
 aggregator, location for the notifier), so one key always lands on one shard queue and
-a stateful consumer never sees a key split across replicas.
+a stateful consumer never sees a key split across replicas. A batch part from a
+sequenced source goes to *every* shard, with no records where none are the shard's,
+and in every scenario (with no records when the scenario does not feed that stage):
+each shard counts every part of a source's batches to know how far the source got
+(docs/WINDOWS.md). Every such envelope carries the part's greatest valid event time.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 
 from prometheus_client import Counter
@@ -69,6 +73,9 @@ class RoutedBatch:
 
     envelope: Envelope
     event_times: list[datetime | None]
+    # The greatest readable event time of the part's records (µs): once validated, of
+    # its valid readings (a future-dated row was rejected and moves nothing).
+    max_event_us: int | None = None
 
     @classmethod
     def of(cls, envelope: Envelope) -> RoutedBatch:
@@ -88,7 +95,9 @@ class RoutedBatch:
             # None (possible in the raw scenario, which skips validation) files the
             # record under Hive's default partition instead of dropping it.
             times.append(readable_event_time(sensor_data.get("timestamp")))
-        return cls(envelope, times)
+        known = [t for t in times if t is not None]
+        latest = _epoch_us(max(known)) if known else None
+        return cls(envelope, times, latest)
 
     @property
     def batch_id(self) -> str:
@@ -222,6 +231,23 @@ class ArchivalWriter(BucketWriter):
         return with_hops
 
 
+def is_anomalous(record: Record) -> bool:
+    """The validator's mark (``quality.anomalous``), or without one the sensor's own
+    flag (``anomaly_flag``)."""
+    quality = record.get("quality")
+    if isinstance(quality, dict) and "anomalous" in quality:
+        return quality["anomalous"] is True
+    return record["sensor_data"].get("anomaly_flag") in (1, True)
+
+
+def _epoch_us(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 class ShardForwarder:
     """Forwards records to N shard queues by a stable hash of the stage's key."""
 
@@ -238,37 +264,56 @@ class ShardForwarder:
     def selects(self, record: Record) -> bool:
         return True
 
-    def envelopes(self, batch: RoutedBatch) -> list[tuple[int, Envelope]]:
-        """(shard, envelope) for every shard that receives records, in shard order."""
+    def project(self, record: Record) -> Record:
+        """What of a record the stage needs (the whole record by default)."""
+        return record
+
+    def envelopes(
+        self, batch: RoutedBatch, *, with_records: bool = True
+    ) -> list[tuple[int, Envelope]]:
+        """(shard, envelope) in shard order: every shard for a sequenced batch (those
+        without records of theirs get an empty one), else every shard with records.
+        ``with_records=False``: the empty ones alone (a scenario that does not feed the
+        stage still tells it how far the source got)."""
         shards = len(self._producers)
         parts: dict[int, list[Record]] = {}
-        for record in batch.envelope.records:
-            if self.selects(record):
-                parts.setdefault(stable_shard(self.shard_key(record), shards), []).append(record)
+        if with_records:
+            for record in batch.envelope.records:
+                if self.selects(record):
+                    shard = stable_shard(self.shard_key(record), shards)
+                    parts.setdefault(shard, []).append(self.project(record))
+        sequenced = batch.envelope.position is not None
         out = []
-        for shard in sorted(parts):
+        for shard in range(shards) if sequenced else sorted(parts):
             batch_id = batch.batch_id if shards == 1 else f"{batch.batch_id}.s{shard}"
-            envelope = batch.envelope.with_records(parts[shard], batch_id=batch_id)
+            envelope = batch.envelope.with_records(parts.get(shard, []), batch_id=batch_id)
+            envelope.max_event_us = batch.max_event_us
             envelope.add_hop("router")
             out.append((shard, envelope))
         return out
 
-    def deliver(self, batch: RoutedBatch) -> int:
+    def deliver(self, batch: RoutedBatch, *, with_records: bool = True) -> int:
         count = 0
-        for shard, envelope in self.envelopes(batch):
+        for shard, envelope in self.envelopes(batch, with_records=with_records):
             self._producers[shard].send([envelope])
             count += len(envelope.records)
-        RECORDS_ROUTED.labels(self.destination.value).inc(count)
+        if with_records:
+            RECORDS_ROUTED.labels(self.destination.value).inc(count)
         return count
 
 
 class AggregatorForwarder(ShardForwarder):
-    """Every record, to the aggregator shard owning its sensor."""
+    """Every record, to the aggregator shard owning its sensor: the reading and whether
+    it is anomalous, nothing more (a window needs no per-record lineage or validation
+    report; the batch's lineage ids travel once, in ``meta``)."""
 
     destination = Destination.AGGREGATOR
 
     def shard_key(self, record: Record) -> str:
         return str(record["sensor_data"].get("sensor_id"))
+
+    def project(self, record: Record) -> Record:
+        return {"sensor_data": record["sensor_data"], "anomalous": is_anomalous(record)}
 
 
 class NotifierForwarder(ShardForwarder):

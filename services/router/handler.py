@@ -44,6 +44,7 @@ from services.router.destinations import (
     RawWriter,
     RoutedBatch,
     SchematizedWriter,
+    ShardForwarder,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class RouterHandler(BatchHandler):
         super().__init__()
         self._config = config
         self._writers = dict(writers)
+        self._forwarders = [w for w in self._writers.values() if isinstance(w, ShardForwarder)]
         self._last_scenario: str | None = None
         self._scenario_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(threads, "route") if threads > 1 else None
@@ -112,6 +114,19 @@ class RouterHandler(BatchHandler):
                 return Reject(f"batch {batch.batch_id} to {destination.value}: {exc}")
             except (SensorPipeError, BotoCoreError, ClientError) as exc:
                 return Retry(f"batch {batch.batch_id} to {destination.value} failed: {exc}")
+        if envelope.position is not None:
+            # The stateful stages count every part of a source's batches, including
+            # those this scenario does not send them (docs/WINDOWS.md).
+            for forwarder in self._forwarders:
+                if forwarder.destination in route.destinations:
+                    continue
+                try:
+                    forwarder.deliver(batch, with_records=False)
+                except (SensorPipeError, BotoCoreError, ClientError) as exc:
+                    return Retry(
+                        f"batch {batch.batch_id}: progress to {forwarder.destination.value}"
+                        f" failed: {exc}"
+                    )
         RECORDS_PROCESSED.labels(SERVICE, "routed").inc(len(envelope.records))
         return ACK
 

@@ -134,7 +134,9 @@ class ValidatorHandler(BatchHandler):
         except ObjectWriteError as exc:
             return Retry(str(exc))
         encoded: list[Encoded] = []
-        if result.forward.records:
+        # A positioned batch goes on even when nothing in it is valid: the stateful
+        # stages count every part of a source's batch to know how far the source got.
+        if result.forward.records or result.forward.position is not None:
             try:
                 encoded = encode_to_fit(
                     result.forward,

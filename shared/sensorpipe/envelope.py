@@ -4,6 +4,12 @@ SQS calls are the scarce resource, so a record never travels alone. The envelope
 (batch id, scenario, config version) also travel as message attributes, so a stage with
 nothing to do for a scenario forwards the body untouched without decoding it.
 
+Every part of a source's batch also carries its **position** in the source's sequence
+(stream, batch sequence number, split path) and, once routed, the greatest event time
+among its valid readings (``max_event_us``): from those the stateful stages judge
+lateness in the order the source wrote the readings, whatever order SQS delivers them
+in (docs/WINDOWS.md).
+
 Body format: JSON (orjson), optionally gzip-compressed and base64-encoded when the
 ``content-encoding`` attribute says ``gzip``. The gzip stream is real gzip (RFC 1952, no
 timestamp, so bytes are reproducible); decoding also accepts a bare zlib stream, and it
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +40,8 @@ ATTR_VERSION = "envelope-version"
 # 256 KiB of deflate can inflate to ~250 MiB; no honest batch comes near this.
 MAX_DECODED_BYTES = 64 * 1024 * 1024
 _GZIP_WBITS = 31  # zlib's gzip container (header without a timestamp)
+_PART = re.compile(r"^[01]{0,64}$")
+_MAX_STREAM_CHARS = 200
 _AUTO_WBITS = 47  # inflate either a gzip or a zlib container
 
 Record = dict[str, Any]
@@ -56,6 +65,44 @@ class RecordTooLargeError(EnvelopeError):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a batch part stands in its source's sequence.
+
+    ``stream`` names one source's sequence (an edge database generation), ``seq``
+    numbers its batches 0, 1, 2, ... in the order the source wrote them, and ``part`` is
+    the split path of this piece of the batch: "" for the whole batch, "0" and "1" for
+    its halves, "10" for the first half of the second half, ... Pieces of a batch are
+    complete when their paths cover it; a stage that splits a part extends its path.
+    """
+
+    stream: str
+    seq: int
+    part: str = ""
+
+    def child(self, index: int) -> Position:
+        return Position(self.stream, self.seq, f"{self.part}{index}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream, "seq": self.seq, "part": self.part}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Position:
+        """The position in a body; EnvelopeError if it is not a valid one."""
+        if not isinstance(data, dict):
+            raise EnvelopeError(f"'position' is {type(data).__name__}, expected an object")
+        stream, seq, part = data.get("stream"), data.get("seq"), data.get("part", "")
+        if not isinstance(stream, str) or not 0 < len(stream) <= _MAX_STREAM_CHARS:
+            raise EnvelopeError(
+                f"'position.stream' must be a string of 1-{_MAX_STREAM_CHARS} characters"
+            )
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise EnvelopeError(f"'position.seq' must be an integer >= 0, not {seq!r}")
+        if not isinstance(part, str) or not _PART.match(part):
+            raise EnvelopeError(f"'position.part' must be a split path of 0s and 1s, not {part!r}")
+        return cls(stream, seq, part)
+
+
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -72,9 +119,20 @@ class Envelope:
     created_at: str = field(default_factory=utc_now_iso)
     hops: list[dict[str, str]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    position: Position | None = None  # None: not from a sequenced source (e.g. a replay)
+    # The greatest event time (integer microseconds since the epoch) among the valid
+    # readings of the part this envelope came from; stamped by the router. None: no
+    # valid reading, or not routed yet.
+    max_event_us: int | None = None
 
-    def with_records(self, records: list[Record], batch_id: str | None = None) -> Envelope:
-        """A copy carrying other records (same ids, hops and metadata)."""
+    def with_records(
+        self,
+        records: list[Record],
+        batch_id: str | None = None,
+        position: Position | None = None,
+    ) -> Envelope:
+        """A copy carrying other records (same ids, hops, metadata and position, unless
+        a split gives it the position of its piece)."""
         return Envelope(
             batch_id=batch_id or self.batch_id,
             scenario=self.scenario,
@@ -84,13 +142,15 @@ class Envelope:
             created_at=self.created_at,
             hops=list(self.hops),
             meta=dict(self.meta),
+            position=position or self.position,
+            max_event_us=self.max_event_us,
         )
 
     def add_hop(self, stage: str) -> None:
         self.hops.append({"stage": stage, "at": utc_now_iso()})
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "v": ENVELOPE_VERSION,
             "batch_id": self.batch_id,
             "scenario": self.scenario,
@@ -101,6 +161,11 @@ class Envelope:
             "meta": self.meta,
             "records": self.records,
         }
+        if self.position is not None:
+            out["position"] = self.position.to_dict()
+        if self.max_event_us is not None:
+            out["max_event_us"] = self.max_event_us
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +217,10 @@ def encode_to_fit(envelope: Envelope, *, max_bytes: int, compress: bool) -> list
     halves = (envelope.records[:mid], envelope.records[mid:])
     out: list[Encoded] = []
     for index, part in enumerate(halves):
-        child = envelope.with_records(part, batch_id=f"{envelope.batch_id}.{index}")
+        position = envelope.position.child(index) if envelope.position is not None else None
+        child = envelope.with_records(
+            part, batch_id=f"{envelope.batch_id}.{index}", position=position
+        )
         out.extend(encode_to_fit(child, max_bytes=max_bytes, compress=compress))
     return out
 
@@ -177,6 +245,12 @@ def decode(body: str, attributes: dict[str, str]) -> Envelope:
     problems = _header_problems(data)
     if problems:
         raise EnvelopeError("not a batch envelope: " + "; ".join(problems))
+    position = Position.from_dict(data["position"]) if "position" in data else None
+    max_event_us = data.get("max_event_us")
+    if max_event_us is not None and (
+        not isinstance(max_event_us, int) or isinstance(max_event_us, bool)
+    ):
+        raise EnvelopeError(f"'max_event_us' must be an integer, not {max_event_us!r}")
     return Envelope(
         batch_id=data["batch_id"],
         scenario=data["scenario"],
@@ -186,6 +260,8 @@ def decode(body: str, attributes: dict[str, str]) -> Envelope:
         created_at=data.get("created_at", ""),
         hops=data.get("hops") or [],
         meta=data.get("meta") or {},
+        position=position,
+        max_event_us=max_event_us,
     )
 
 

@@ -27,6 +27,7 @@ JOB_ID_ENV = "BACALHAU_JOB_ID"
 EXECUTION_ID_ENV = "BACALHAU_EXECUTION_ID"
 NODE_IDENTITY_FILE_ENV = "SENSORPIPE_NODE_IDENTITY_FILE"
 DEFAULT_NODE_IDENTITY_FILE = "node-identity.json"
+META_KEY = "lineage"  # envelope.meta: the lineage ids all records of the batch share
 _MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 
 # One execution id per local process run (Bacalhau gives one per task instead).
@@ -177,4 +178,11 @@ def enrich_envelope(
         {**record, "lineage": {**base, "source_row_id": source_row_id(record)}}
         for record in envelope.records
     ]
+    # The ids every record of the batch shares, once: stages that summarise records
+    # (the aggregator's window provenance) read them here instead of from each record.
+    out.meta[META_KEY] = {
+        "batch_id": base["batch_id"],
+        "node_id": base["node_id"],
+        "job_id_hash": base["job_id_hash"],
+    }
     return out

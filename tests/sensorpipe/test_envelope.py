@@ -19,6 +19,7 @@ from sensorpipe.envelope import (
     ATTR_SCENARIO,
     Envelope,
     EnvelopeError,
+    Position,
     RecordTooLargeError,
     decode,
     encode,
@@ -256,3 +257,58 @@ def test_a_truncated_gzip_body_is_poison() -> None:
     truncated = base64.b64encode(packed[: len(packed) // 2]).decode()
     with pytest.raises(EnvelopeError, match="truncated"):
         decode(truncated, {ATTR_ENCODING: "gzip"})
+
+
+def test_position_and_latest_event_time_travel_in_the_body() -> None:
+    original = _envelope(position=Position("node-a-1f2e-g0", 41, "10"), max_event_us=17)
+    encoded = encode(original, compress=True)
+    decoded = decode(encoded.body, encoded.attributes)
+    assert decoded.position == Position("node-a-1f2e-g0", 41, "10")
+    assert decoded.max_event_us == 17
+    unpositioned = decode(*_body_and_attrs(_envelope()))
+    assert unpositioned.position is None and unpositioned.max_event_us is None
+
+
+def _body_and_attrs(envelope: Envelope) -> tuple[str, dict[str, str]]:
+    encoded = encode(envelope, compress=False)
+    return encoded.body, encoded.attributes
+
+
+def test_a_split_extends_the_part_path_of_each_piece() -> None:
+    envelope = _envelope(count=200, position=Position("s", 3, "1"))
+    parts = [
+        decode(e.body, e.attributes)
+        for e in encode_to_fit(envelope, max_bytes=4_000, compress=False)
+    ]
+    assert len(parts) > 2
+    paths = [p.position.part for p in parts if p.position is not None]
+    assert all(path.startswith("1") and len(path) > 1 for path in paths)
+    assert sum(2.0 ** -(len(path) - 1) for path in paths) == 1.0  # they cover part "1"
+    assert [r for p in parts for r in p.records] == envelope.records
+    assert {(p.position.stream, p.position.seq) for p in parts if p.position} == {("s", 3)}
+
+
+@pytest.mark.parametrize(
+    ("position", "problem"),
+    [
+        ("seq-7", "'position' is str"),
+        ({"stream": "", "seq": 0}, "position.stream"),
+        ({"stream": "x" * 201, "seq": 0}, "position.stream"),
+        ({"stream": "s", "seq": -1}, "position.seq"),
+        ({"stream": "s", "seq": True}, "position.seq"),
+        ({"stream": "s", "seq": 1, "part": "012"}, "position.part"),
+        ({"stream": "s", "seq": 1, "part": "0" * 65}, "position.part"),
+    ],
+)
+def test_a_bad_position_is_poison_with_a_precise_reason(position: Any, problem: str) -> None:
+    data = _envelope().to_dict()
+    data["position"] = position
+    with pytest.raises(EnvelopeError, match=re.escape(problem)):
+        decode(orjson.dumps(data).decode(), {})
+
+
+def test_a_bad_latest_event_time_is_poison() -> None:
+    data = _envelope().to_dict()
+    data["max_event_us"] = "soon"
+    with pytest.raises(EnvelopeError, match="max_event_us"):
+        decode(orjson.dumps(data).decode(), {})

@@ -303,3 +303,43 @@ def test_checkpoint_is_replaced_atomically_and_checked_on_load(env: Env) -> None
     (state_dir / "ckpt.json").write_text('{"version": 1, "last_id": ')
     with pytest.raises(CheckpointError, match="unreadable"):
         env.uploader()
+
+
+def test_batches_are_numbered_in_row_order_per_generation(env: Env) -> None:
+    """Position (stream, seq): 0, 1, 2, ... per generation; a resent batch keeps its
+    number; a recreated database starts a new stream at 0."""
+    simulate(env.db, 250)
+    with pytest.raises(SendError):
+        env.uploader(sender=FailingSender()).step()  # batch 0 written down, not sent
+    env.uploader().drain()
+    first = received(env).envelopes
+    positions = [e.position for e in first]
+    assert all(p is not None for p in positions)
+    streams = {p.stream for p in positions if p is not None}
+    assert len(streams) == 1 and next(iter(streams)).startswith("node-a-")
+    assert [p.seq for p in positions if p is not None] == [0, 1, 2]
+    assert [p.part for p in positions if p is not None] == ["", "", ""]
+    # Each batch id names its stream.
+    named = zip(first, positions, strict=True)
+    assert all(e.batch_id.startswith(f"{p.stream}-") for e, p in named if p)
+    simulate(env.db, 120, seed=4)  # more rows: numbering goes on
+    env.uploader().drain()
+    assert [e.position.seq for e in received(env).envelopes if e.position] == [3, 4]
+    env.db.unlink()
+    simulate(env.db, 50, seed=5)  # a new file: a new generation, a new stream
+    env.uploader().drain()
+    (again,) = received(env).envelopes
+    assert again.position is not None and again.position.seq == 0
+    assert again.position.stream not in streams
+
+
+def test_split_batches_carry_split_paths_that_cover_the_batch(env: Env) -> None:
+    simulate(env.db, 400)
+    env.uploader(batch_size=400, max_bytes=9_000).drain()
+    parts = [e.position for e in received(env).envelopes]
+    assert len(parts) > 2
+    assert {p.seq for p in parts if p} == {0}
+    paths = [p.part for p in parts if p]
+    # The pieces are halves of halves: their sizes 2^-len(path) add up to the batch.
+    assert sum(2.0 ** -len(path) for path in paths) == 1.0
+    assert not any(a != b and b.startswith(a) for a in paths for b in paths)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from sensorpipe.envelope import decode
+from sensorpipe.envelope import Position, decode
 from sensorpipe.objects import read_jsonl
 from sensorpipe.records import stable_shard
 from sensorpipe.runtime import ACK, Reject, Retry
@@ -297,3 +297,48 @@ def test_parallel_routing_keeps_one_outcome_per_message_in_order(
         f"raw/year=2025/month=08/day=18/hour=10/b{i}.jsonl.gz" for i in range(6)
     ]
     handler.on_shutdown()
+
+
+@pytest.mark.parametrize("scenario", ["notification", "schematized", "raw"])
+def test_a_sequenced_batch_reaches_every_stateful_shard_in_every_scenario(
+    moto_pipeline: MotoPipeline, scenario: str
+) -> None:
+    """Every aggregator and notifier shard hears of every part of a source's batch (with
+    no records where none are its own, or the scenario does not feed it), stamped with
+    the part's position and its greatest event time: that is how the stateful stages
+    know how far the source got."""
+    stamps = ["2025-08-18T10:00:01.000+00:00", "2025-08-18T12:00:09.250+02:00"]
+    records = [record(reading(i, stamps[i % 2]), anomalous=i == 0) for i in range(4)]
+    env = envelope(scenario, records, batch_id="edge-g0-000001-000004")
+    env.position = Position("edge-g0", 7, "1")
+    assert moto_pipeline.handler().handle([message(env)]) == [ACK]
+    queues = moto_pipeline.config.queues
+    feeds = {"aggregator": scenario == "notification", "notifier": scenario == "notification"}
+    for stage, names in (
+        ("aggregator", queues.aggregate_shard_names()),
+        ("notifier", queues.notify_shard_names()),
+    ):
+        got = [decode(m.body, m.attributes) for q in names for m in moto_pipeline.drain(q)]
+        assert len(got) == len(names), f"{stage}: one envelope per shard"
+        for shard_envelope in got:
+            assert shard_envelope.position == Position("edge-g0", 7, "1")
+            # 12:00:09.25+02:00 is 10:00:09.25 UTC, the latest of the part.
+            assert shard_envelope.max_event_us == 1755511209250000
+        carried = sum(len(e.records) for e in got)
+        if not feeds[stage]:
+            assert carried == 0
+        elif stage == "aggregator":
+            assert carried == 4
+        else:
+            assert carried == 1  # the one anomalous record
+
+
+def test_an_unsequenced_batch_goes_only_to_shards_with_records(
+    moto_pipeline: MotoPipeline,
+) -> None:
+    """A replay has no position: there is no progress to report, nothing empty is sent."""
+    records = [record(reading(i, "2025-08-18T10:00:00.000+00:00")) for i in range(1)]
+    assert moto_pipeline.handler().handle([message(envelope("schematized", records))]) == [ACK]
+    queues = moto_pipeline.config.queues
+    for q in [*queues.aggregate_shard_names(), *queues.notify_shard_names()]:
+        assert moto_pipeline.drain(q) == []

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from sensorpipe.config import load_validation_spec
-from sensorpipe.envelope import ATTR_SCENARIO
+from sensorpipe.envelope import ATTR_SCENARIO, Position
 from sensorpipe.objects import HIVE_DEFAULT_PARTITION, ObjectWriteError
 from sensorpipe.runtime import ACK, Reject, Retry
 from services.validator.handler import ValidatorHandler
@@ -158,3 +158,24 @@ def test_spec_version_travels_with_records(moto_stack: MotoStack) -> None:
     version = load_validation_spec().spec_version
     assert out.envelope().records[0]["quality"]["spec_version"] == version
     assert out.envelope().meta["validation"]["spec_version"] == version
+
+
+def test_a_sequenced_batch_with_nothing_valid_still_goes_on_empty(moto_stack: MotoStack) -> None:
+    """The stateful stages count every part of a source's batches: a part whose records
+    are all invalid is forwarded with none, so its place in the sequence is known."""
+    bad = [reading(1, humidity=140.0), reading(2, timestamp="yesterday")]
+    envelope = envelope_of("notification", bad)
+    envelope.position = Position("edge-1-g0", 3, "01")
+    assert make_handler(moto_stack).handle([message_of(envelope)]) == [ACK]
+    (out,) = moto_stack.drain(moto_stack.config.queues.validated)
+    forwarded = out.envelope()
+    assert forwarded.records == []
+    assert forwarded.position == Position("edge-1-g0", 3, "01")
+    assert forwarded.meta["validation"]["invalid"] == 2
+    assert len([line for group in moto_stack.lines("error").values() for line in group]) == 2
+
+
+def test_an_unsequenced_batch_with_nothing_valid_goes_no_further(moto_stack: MotoStack) -> None:
+    envelope = envelope_of("notification", [reading(1, humidity=140.0)])
+    assert make_handler(moto_stack).handle([message_of(envelope)]) == [ACK]
+    assert moto_stack.drain(moto_stack.config.queues.validated) == []
