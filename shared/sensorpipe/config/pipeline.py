@@ -280,9 +280,26 @@ class ValidationSettings(_Strict):
 
 
 class WindowingSettings(_Strict):
+    """Event-time rules of the stateful stages (docs/WINDOWS.md)."""
+
     window_seconds: int = Field(default=60, ge=1, le=86400)
+    # How far out of order (event time) a source writes its rows: a window closes once
+    # every source has written readings this much past its end.
     grace_seconds: float = Field(default=10, ge=0)
+    # A source that sent nothing for this long (processing time) no longer holds the
+    # watermark back: its last windows close.
     idle_flush_seconds: float = Field(default=30, gt=0)
+    # A reading arriving after its window was written revises the window if it is at
+    # most this much past the window's end (against the watermark); later ones go to
+    # late/. Seven days: an edge node offline for a long weekend, or a batch parked in a
+    # DLQ over one and replayed after, still lands exactly; closed windows cost nothing
+    # to keep revisable (the written document is the state).
+    allowed_lateness_seconds: float = Field(default=604_800, ge=0)
+    # A missing batch of a source (in a DLQ, or held back by retries at another stage)
+    # holds that source's progress back at most this long; then its readings revise
+    # whenever they arrive. Ten minutes outlast one stage's whole retry ladder (5 tries,
+    # back-off 5-40 s, 60 s visibility) and a crashed stage's redelivery.
+    gap_timeout_seconds: float = Field(default=600, gt=0)
     output_prefix: str = "1-minute"
 
 
@@ -304,6 +321,13 @@ class RuntimeSettings(_Strict):
     # Below Docker's default 10 s stop grace; long polls are capped one second under it.
     shutdown_timeout_seconds: float = Field(default=9, gt=0, le=3600)
     compress: bool = True
+    # The stateful stages hold messages until a checkpoint includes them, leased this
+    # long at a time (renewed while held; capped at the queue's visibility timeout): a
+    # crashed shard's unacknowledged messages come back within it, not a whole timeout.
+    lease_seconds: int = Field(default=10, ge=2, le=43200)
+
+    def lease(self, queues: QueueSettings) -> int:
+        return min(self.lease_seconds, queues.visibility_timeout_seconds)
 
 
 class PipelineConfig(_Strict):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from sensorpipe.config.pipeline import BucketKind, LifecycleSettings, PipelineConfig, QueueSettings
+from sensorpipe.stateful import CHECKPOINT_PREFIX
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
 class Step:
     description: str
     run: Callable[[], object]
+
+
+# Where the stateful stages keep their checkpoints (sensorpipe.stateful): the
+# aggregator's in the aggregated bucket, the notifier's in the archival one.
+CHECKPOINT_BUCKETS = (BucketKind.AGGREGATED, BucketKind.ARCHIVAL)
 
 
 def lifecycle_rules(kind: BucketKind, settings: LifecycleSettings) -> list[Any]:
@@ -44,7 +50,19 @@ def lifecycle_rules(kind: BucketKind, settings: LifecycleSettings) -> list[Any]:
         rule["Transitions"] = transitions
     if settings.expire_days:
         rule["Expiration"] = {"Days": settings.expire_days}
-    return [rule]
+    rules = [rule]
+    if kind in CHECKPOINT_BUCKETS:
+        # A shard's checkpoint is rewritten several times a second: keep a day of its
+        # versions (to roll back to), not a bucket's worth of months.
+        rules.append(
+            {
+                "ID": f"sensorpipe-{kind.value}-checkpoints",
+                "Status": "Enabled",
+                "Filter": {"Prefix": f"{CHECKPOINT_PREFIX}/"},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+            }
+        )
+    return rules
 
 
 def encryption_rule(config: PipelineConfig) -> Any:

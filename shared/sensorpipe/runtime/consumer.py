@@ -1,13 +1,11 @@
 """The one consumer loop every service runs; each service supplies only its handler.
 
 - A receiver thread long-polls (up to 10 messages, bounded by ``max_in_flight``) and
-  hands batches to the main thread, so the next poll overlaps the current work; its
-  ``DeliveryLog`` tells a handler whether what was received before a moment has
-  reached it yet (deliveries.py).
+  hands batches to the main thread, so the next poll overlaps the current work.
 - The main thread runs the handler and settles each message by its outcome: deletes
   in batches, retries by visibility back-off (the queue's RedrivePolicy moves a message
   to its DLQ after maxReceiveCount), rejects straight to the DLQ with the reason, or
-  holds it for a later ack (the aggregator does, until its windows are written).
+  holds it for a later ack (the stateful stages do, until a checkpoint includes it).
 - A heartbeat thread keeps every in-flight message invisible while it is held.
 - On stop (SIGTERM/SIGINT) it stops receiving, finishes the batch in hand, lets the
   handler flush, and hands every unsettled message back with visibility 0: nothing
@@ -40,7 +38,6 @@ from tenacity import retry as retrying
 from sensorpipe.config.pipeline import RuntimeSettings
 from sensorpipe.envelope import ATTR_BATCH_ID
 from sensorpipe.runtime import metrics
-from sensorpipe.runtime.deliveries import DeliveryLog
 from sensorpipe.runtime.handler import BatchHandler
 from sensorpipe.runtime.heartbeat import Heartbeat
 from sensorpipe.runtime.logs import log_context
@@ -79,9 +76,11 @@ class Consumer:
         attrs = sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
         )["Attributes"]
-        self.visibility_s = int(attrs.get("VisibilityTimeout", 30))
+        # A handler that holds messages may lease them shorter than the queue does: a
+        # crashed process's messages then come back within the lease, not the queue's
+        # visibility timeout (the heartbeat renews the lease while they are held).
+        self.visibility_s = handler.lease_s or int(attrs.get("VisibilityTimeout", 30))
         self.in_flight = InFlight()
-        self.deliveries = DeliveryLog(in_flight=self.in_flight.__len__)
         self.stop_event = threading.Event()
         self._inbox: queue.Queue[list[Message]] = queue.Queue(maxsize=1)
         self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
@@ -98,7 +97,7 @@ class Consumer:
         self._poll_s = max(
             0, min(settings.wait_time_seconds, math.ceil(settings.shutdown_timeout_seconds) - 1)
         )
-        handler.bind(self, self.deliveries)
+        handler.bind(self)
 
     # -- public --------------------------------------------------------------------
 
@@ -113,7 +112,6 @@ class Consumer:
                 except queue.Empty:
                     self._tick()
                     continue
-                self.deliveries.delivered()
                 self._process(batch)
                 self._tick()
         finally:
@@ -137,6 +135,9 @@ class Consumer:
         self._delete(messages)
         self._settled(messages, "ok")
 
+    def release(self, messages: list[Message]) -> None:
+        self._hand_back(messages)
+
     def retry(self, messages: list[Message], reason: str) -> None:
         # Settle first so the heartbeat cannot re-extend a message we just released.
         self._settled(messages, "retry")
@@ -152,16 +153,13 @@ class Consumer:
             if room <= 0:
                 self.stop_event.wait(0.05)
                 continue
-            poll = self.deliveries.poll_started()
             try:
                 messages = self._receive(min(room, self.settings.max_messages))
             except (BotoCoreError, ClientError) as exc:
-                self.deliveries.poll_finished(poll, received=False)
                 metrics.AWS_ERRORS.labels(self.service, "ReceiveMessage").inc()
                 log.warning("receive from %s failed, backing off: %s", self.queue_name, exc)
                 self.stop_event.wait(2.0)
                 continue
-            self.deliveries.poll_finished(poll, received=bool(messages))
             if not messages:
                 if self._poll_s == 0:  # short polling: do not spin on an empty queue
                     self.stop_event.wait(0.2)
@@ -183,6 +181,7 @@ class Consumer:
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=count,
             WaitTimeSeconds=self._poll_s,
+            VisibilityTimeout=self.visibility_s,
             MessageAttributeNames=["All"],
             AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sensorpipe.runtime.deliveries import DeliveryLog
 from sensorpipe.runtime.message import Message, Outcome
 
 
@@ -14,6 +13,10 @@ class Acknowledger(Protocol):
     def ack(self, messages: list[Message]) -> None: ...
 
     def retry(self, messages: list[Message], reason: str) -> None: ...
+
+    def release(self, messages: list[Message]) -> None:
+        """Hand held messages back for redelivery now (visibility 0)."""
+        ...
 
 
 class BatchHandler:
@@ -29,15 +32,16 @@ class BatchHandler:
     tick_interval_s: float = 1.0
     # Overrides runtime.max_in_flight for a handler that holds messages (the aggregator).
     max_in_flight: int | None = None
+    # Seconds each received message is leased (kept invisible, renewed by the heartbeat
+    # while held); None: the queue's visibility timeout.
+    lease_s: int | None = None
 
     def __init__(self) -> None:
         self.acknowledger: Acknowledger | None = None
-        self.deliveries: DeliveryLog | None = None
 
-    def bind(self, acknowledger: Acknowledger, deliveries: DeliveryLog | None = None) -> None:
+    def bind(self, acknowledger: Acknowledger) -> None:
         """Called by the consumer loop before the first batch."""
         self.acknowledger = acknowledger
-        self.deliveries = deliveries
 
     def handle(self, messages: list[Message]) -> list[Outcome]:
         raise NotImplementedError

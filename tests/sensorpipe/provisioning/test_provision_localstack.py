@@ -103,7 +103,16 @@ def test_buckets_have_versioning_encryption_and_public_access_block(
 
 @pytest.mark.parametrize("kind", list(EXPECTED_LIFECYCLE))
 def test_lifecycle_rules(provisioned: Pipeline, kind: str) -> None:
-    (rule,) = bucket_settings(provisioned.bucket(kind))["lifecycle"]
+    rules = {r["ID"]: r for r in bucket_settings(provisioned.bucket(kind))["lifecycle"]}
+    checkpoints = rules.pop(f"sensorpipe-{kind}-checkpoints", None)
+    if kind in ("aggregated", "archival"):  # they hold the stateful stages' checkpoints
+        assert checkpoints is not None
+        assert checkpoints["Filter"] == {"Prefix": "_checkpoints/"}
+        assert checkpoints["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+        assert "Expiration" not in checkpoints and "Transitions" not in checkpoints
+    else:
+        assert checkpoints is None
+    (rule,) = rules.values()
     infrequent, glacier, expire = EXPECTED_LIFECYCLE[kind]
     expected_transitions = [{"Days": infrequent, "StorageClass": "STANDARD_IA"}]
     if glacier:

@@ -289,51 +289,23 @@ def test_long_polls_end_inside_the_shutdown_budget(
     assert len(receives) <= 8
 
 
-def test_the_delivery_log_tells_when_everything_received_before_a_mark_was_handled(
+def test_a_handler_s_lease_is_the_visibility_of_what_it_receives_and_holds(
     moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The receiver polls ahead of a slow handler: a mark taken while batches wait in the
-    inbox and in the receiver's hands is passed only once those reached the handler."""
-    polls: list[list[str]] = []  # message ids returned by each ReceiveMessage, in order
-    real = moto_sqs.receive_message
-
-    def receive(**kwargs: Any) -> Any:
-        response = real(**kwargs)
-        polls.append([m["MessageId"] for m in response.get("Messages", [])])
-        return response
-
-    monkeypatch.setattr(moto_sqs, "receive_message", receive)
-    for n in range(4):
-        send_batches(moto_sqs, work_queue, [f"d{n}.{i}" for i in range(10)])
-    marks: list[tuple[int, set[str]]] = []  # (mark, ids handled when it was first passed)
-
-    class SlowHandler(ScriptedHandler):
-        mark: int | None = None
-
-        def handle(self, messages: list[Message]) -> list[Any]:
-            outcomes = super().handle(messages)
-            if self.mark is None:
-                time.sleep(0.5)  # the receiver fills the inbox and its hands meanwhile
-                assert self.deliveries is not None
-                self.mark = self.deliveries.mark()
-                assert not self.deliveries.delivered_through(self.mark)
-            self._check()
-            return outcomes
-
-        def on_tick(self) -> None:
-            self._check()
-
-        def _check(self) -> None:
-            log = self.deliveries
-            if self.mark is not None and not marks and log and log.delivered_through(self.mark):
-                marks.append((self.mark, {m.message_id for m in self.seen}))
-
-    handler = SlowHandler()
+    """A handler that holds messages leases them shorter than the queue's timeout (30 s
+    here): received with that visibility, renewed by the heartbeat while held, so a
+    crashed process's messages come back within the lease."""
+    receives = _spy(monkeypatch, moto_sqs, "receive_message")
+    renewals = _spy(monkeypatch, moto_sqs, "change_message_visibility_batch")
+    send_batches(moto_sqs, work_queue, ["leased"])
+    handler = ScriptedHandler(lambda m: HOLD)
+    handler.lease_s = 2
     consumer = _consumer(moto_sqs, handler)
+    assert consumer.visibility_s == 2
     runner = run_loop(consumer)
-    runner.wait_for(lambda: bool(marks) and len(handler.seen) == 40)
+    runner.wait_for(lambda: len(handler.seen) == 1)
+    runner.wait_for(lambda: len(renewals) >= 2, timeout_s=10)  # held for several leases
+    assert {call["VisibilityTimeout"] for call in receives} == {2}
+    assert {e["VisibilityTimeout"] for call in renewals for e in call["Entries"]} == {2}
+    assert queue_counts(moto_sqs, work_queue) == (0, 1)  # still invisible: renewed
     runner.stop()
-    mark, handled = marks[0]
-    received_by_then = {i for poll in polls[:mark] for i in poll}
-    assert len(received_by_then) > 10  # the receiver really had polled ahead
-    assert received_by_then <= handled
