@@ -11,7 +11,7 @@ import sys
 from sensorpipe.config import PipelineConfig
 from sensorpipe.runtime import ServiceSettings, run_service
 from services.aggregator.config import shard_queue
-from services.aggregator.handler import AggregatorHandler
+from services.aggregator.handler import from_context
 
 
 def _shard_queue(config: PipelineConfig, settings: ServiceSettings) -> str:
@@ -19,7 +19,7 @@ def _shard_queue(config: PipelineConfig, settings: ServiceSettings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_service("aggregator", _shard_queue, AggregatorHandler.from_context, argv)
+    return run_service("aggregator", _shard_queue, from_context, argv)
 
 
 if __name__ == "__main__":

@@ -1,55 +1,51 @@
 """What the aggregator writes: window documents and the late side output.
 
 Window objects (aggregated bucket), one per (sensor, window), key from that identity:
-``<output_prefix>/year=/month=/day=/hour=/sensor_id=<id>/<window start>.json``. They
-are written only if absent ("first writer wins"); each lists the ids of its member
-readings, so a later writer can tell a replay (its readings are all members) from
-new readings for a window already written (those go to the late side output).
+``<output_prefix>/year=/month=/day=/hour=/sensor_id=<id>/<window start>.json``. A
+revision (readings that came after the window was written, within the allowed
+lateness) rewrites the same key with the complete document and ``revision`` one
+higher; the bucket is versioned, so every revision stays readable, and a lake picks the
+latest per (sensor_id, window_start) by the highest ``revision`` (docs/WINDOWS.md). A
+document lists the ids of its member readings and keeps every metric's ``m2``, so it is
+also the state a later revision starts from.
 
-Late side output (error bucket), one object per message, key from the batch:
-``late/<partition of the batch's earliest reading>/<batch_id>.jsonl.gz``, one line per
-reading with its reason. It is rewritten whole on every processing of that message.
+Late side output (error bucket), one object per source batch and shard (or per message
+without a position), one line per reading with its reason:
+``late/<partition of the earliest reading>/<batch>.jsonl.gz``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import orjson
-from botocore.exceptions import ClientError
 
 from sensorpipe.errors import SensorPipeError
-from sensorpipe.objects import (
-    ObjectWriter,
-    event_time_partition,
-    hive_partition,
-    jsonl,
-    read_jsonl,
-)
-from services.aggregator.windows import WINDOW_ALREADY_WRITTEN, OpenWindow, Reading, WindowId
+from sensorpipe.objects import event_time_partition, hive_partition, jsonl
+from sensorpipe.records import event_time_us, instant_text
+from sensorpipe.store import ObjectStore, Put
+from services.aggregator.statistics import from_summary, summary
+from services.aggregator.windows import Provenance, WindowId, WindowState
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
-DOCUMENT_VERSION = 1
+DOCUMENT_VERSION = 2
+_US = 1_000_000
 
 
 class OutputReadError(SensorPipeError):
-    """An existing window or late object could not be read back."""
+    """A written window cannot be read back as a window document."""
 
 
-def _iso(epoch: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+def _iso(at_us: int) -> str:
+    moment = datetime.fromtimestamp(at_us // _US, UTC).replace(microsecond=at_us % _US)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def window_key(prefix: str, window: WindowId) -> str:
-    start = datetime.fromtimestamp(window.start, UTC)
+    start = datetime.fromtimestamp(window.start_us // _US, UTC)
     sensor = quote(window.sensor_id, safe="-_.")
     return (
         f"{prefix.strip('/')}/{hive_partition(start)}/sensor_id={sensor}/"
@@ -57,31 +53,64 @@ def window_key(prefix: str, window: WindowId) -> str:
     )
 
 
-def window_document(window: OpenWindow) -> dict[str, Any]:
-    """The output row of a window: statistics, identity, provenance and members."""
-    earliest, latest = window.earliest, window.latest
-    assert earliest is not None and latest is not None  # a window opens with a reading
+def window_document(state: WindowState, size_us: int) -> dict[str, Any]:
+    """The output row of a window: statistics, identity, provenance, members."""
+    start = state.id.start_us
+    provenance = state.provenance.to_dict()
     return {
         "document_version": DOCUMENT_VERSION,
-        "sensor_id": window.id.sensor_id,
-        "location": earliest.record["sensor_data"].get("location"),
-        "window_start": _iso(window.id.start),
-        "window_end": _iso(window.end),
-        "window_seconds": window.size,
-        "first_reading_at": earliest.timestamp,
-        "last_reading_at": latest.timestamp,
-        "record_count": window.stats.records,
-        "anomaly_count": window.anomalies,
-        "metrics": window.stats.summary(),
-        "scenarios": sorted(window.scenarios),
-        "config_versions": sorted(window.config_versions),
+        "sensor_id": state.id.sensor_id,
+        "location": state.location,
+        "window_start": _iso(start),
+        "window_end": _iso(start + size_us),
+        "window_seconds": size_us // _US,
+        "revision": state.revision,
+        "first_reading_at": instant_text(state.first_us),
+        "last_reading_at": instant_text(state.last_us),
+        "record_count": state.records,
+        "anomaly_count": state.anomalies,
+        "metrics": summary(state.moments, state.records),
+        "scenarios": provenance["scenarios"],
+        "config_versions": provenance["config_versions"],
         "lineage": {
-            "batch_ids": sorted(window.batch_ids),
-            "node_ids": sorted(window.node_ids),
-            "job_id_hashes": sorted(window.job_id_hashes),
+            "batch_ids": provenance["batch_ids"],
+            "node_ids": provenance["node_ids"],
+            "job_id_hashes": provenance["job_id_hashes"],
         },
-        "reading_keys": sorted(window.keys),
+        # The window's readings: each is (sensor_id, window_start + offset), sorted.
+        "reading_offsets_us": state.members.tolist(),
     }
+
+
+def state_from_document(doc: dict[str, Any], window: WindowId) -> WindowState:
+    """The whole state of a written window, to revise it."""
+    members = np.array(doc["reading_offsets_us"], dtype=np.int64)
+    if len(members) and (members.min() < 0 or np.any(np.diff(members) <= 0)):
+        raise ValueError("reading offsets are not sorted offsets within the window")
+    first_us = event_time_us(doc["first_reading_at"])
+    last_us = event_time_us(doc["last_reading_at"])
+    if first_us is None or last_us is None:
+        raise ValueError("first or last reading time is not readable")
+    lineage = doc.get("lineage") or {}
+    provenance = Provenance.from_dict(
+        {
+            "scenarios": doc.get("scenarios", []),
+            "config_versions": doc.get("config_versions", []),
+            **lineage,
+        }
+    )
+    return WindowState(
+        window,
+        from_summary(doc["metrics"]),
+        members,
+        int(doc["record_count"]),
+        int(doc["anomaly_count"]),
+        first_us,
+        last_us,
+        doc.get("location"),
+        provenance,
+        int(doc.get("revision", 0)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +118,15 @@ class RenderedWindow:
     key: str
     body: bytes
     metadata: dict[str, str]
-    members: frozenset[str]
 
 
-def render_window(prefix: str, window: OpenWindow) -> RenderedWindow:
-    doc = window_document(window)
+def render_window(prefix: str, state: WindowState, size_us: int) -> RenderedWindow:
+    doc = window_document(state, size_us)
     metadata = {
-        "sensor-id": quote(window.id.sensor_id, safe="-_.|"),
+        "sensor-id": quote(state.id.sensor_id, safe="-_.|"),
         "window-start": doc["window_start"],
         "window-end": doc["window_end"],
+        "revision": str(doc["revision"]),
         "record-count": str(doc["record_count"]),
         "scenario": ",".join(doc["scenarios"]),
         "config-version": ",".join(str(v) for v in doc["config_versions"]),
@@ -105,140 +134,93 @@ def render_window(prefix: str, window: OpenWindow) -> RenderedWindow:
         "last-event-time": doc["last_reading_at"],
     }
     return RenderedWindow(
-        key=window_key(prefix, window.id),
-        body=orjson.dumps(doc, option=orjson.OPT_SORT_KEYS),
-        metadata=metadata,
-        members=frozenset(window.keys),
+        window_key(prefix, state.id),
+        orjson.dumps(doc, option=orjson.OPT_SORT_KEYS),
+        metadata,
     )
 
 
 class WindowStore:
-    """Window objects in the aggregated bucket."""
+    """Window documents in the aggregated bucket."""
 
-    def __init__(self, s3: S3Client, writer: ObjectWriter, bucket: str, prefix: str) -> None:
-        self._s3 = s3
-        self._writer = writer
-        self.bucket = bucket
+    def __init__(self, store: ObjectStore, prefix: str, size_us: int) -> None:
+        self._store = store
         self.prefix = prefix
+        self.size_us = size_us
 
-    def write_if_absent(self, rendered: RenderedWindow) -> bool:
-        """True if this call wrote the window, False if an earlier writer had."""
-        return self._writer.put(
-            self.bucket,
-            rendered.key,
-            rendered.body,
-            metadata=rendered.metadata,
-            only_if_absent=True,
-        )
+    def write(self, states: list[WindowState]) -> None:
+        """Write the windows' documents (rendered here, sent by the store)."""
+        puts = []
+        for state in states:
+            rendered = render_window(self.prefix, state, self.size_us)
+            puts.append(Put(rendered.key, rendered.body, rendered.metadata))
+        if puts:
+            self._store.put_many(puts)
 
-    def members(self, window: WindowId) -> frozenset[str] | None:
-        """Reading ids of the written window, or None if it was never written."""
+    def read(self, window: WindowId) -> WindowState | None:
+        """The written window, or None if it was never written."""
         key = window_key(self.prefix, window)
-        body = _get(self._s3, self.bucket, key)
-        if body is None:
+        stored = self._store.get(key)
+        if stored is None:
             return None
         try:
-            keys = orjson.loads(body)["reading_keys"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise OutputReadError(f"s3://{self.bucket}/{key} is not a window document") from exc
-        return frozenset(str(k) for k in keys)
+            return state_from_document(orjson.loads(stored.body), window)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise OutputReadError(
+                f"{self._store.uri(key)} is not a window document: {exc}",
+                hint="restore an earlier version (the bucket is versioned) or delete it",
+            ) from exc
 
 
-def _get(s3: S3Client, bucket: str, key: str) -> bytes | None:
-    try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise OutputReadError(f"reading s3://{bucket}/{key} failed: {exc}") from exc
+def late_line(
+    record: dict[str, Any],
+    *,
+    ids: dict[str, Any],
+    reason: str,
+    detail: str,
+    key: str | None = None,
+    window: WindowId | None = None,
+    size_us: int = 0,
+) -> dict[str, Any]:
+    """One line of the late side output: the batch's ids, why, the whole record."""
+    return {
+        **ids,
+        "reading_key": key,
+        "reason": reason,
+        "detail": detail,
+        "window_start": _iso(window.start_us) if window is not None else None,
+        "window_end": _iso(window.start_us + size_us) if window is not None else None,
+        "record": record.get("sensor_data", record),
+        "lineage": record.get("lineage"),
+        "quality": record.get("quality"),
+    }
 
 
-class LateLines:
-    """Side-output lines: the ids of the batch, why the reading is here, the record."""
-
-    def __init__(self, *, window_seconds: int, grace_s: float) -> None:
-        self._size = window_seconds
-        self._grace_s = grace_s
-
-    def line(
-        self,
-        reading: Reading,
-        reason: str,
-        ids: dict[str, Any],
-        window: WindowId,
-        watermark: float,
-    ) -> dict[str, Any]:
-        end = window.start + self._size
-        if reason == WINDOW_ALREADY_WRITTEN:
-            detail = f"window {_iso(window.start)} of {window.sensor_id} was written without it"
-        elif not math.isfinite(watermark):
-            # A redelivered message judged by its own newer readings before this process
-            # has seen any reading of the sensor: there is no process watermark to quote.
-            detail = (
-                f"reading at {reading.timestamp} came after its window closed: newer readings "
-                f"of the same sensor in its own message are more than {self._grace_s:g} s "
-                f"grace past the window end {_iso(end)}"
-            )
-        else:
-            detail = (
-                f"reading at {reading.timestamp} came after its window closed: the sensor's "
-                f"watermark (latest reading minus {self._grace_s:g} s grace, {_iso(watermark)})"
-                f" had passed the window end {_iso(end)}"
-            )
-        return self._build(reading.record, reason, detail, ids, reading.key, window)
-
-    def unusable(
-        self, record: dict[str, Any], reason: str, detail: str, ids: dict[str, Any]
-    ) -> dict[str, Any]:
-        return self._build(record, reason, detail, ids, None, None)
-
-    def _build(
-        self,
-        record: dict[str, Any],
-        reason: str,
-        detail: str,
-        ids: dict[str, Any],
-        key: str | None,
-        window: WindowId | None,
-    ) -> dict[str, Any]:
-        return {
-            **ids,
-            "reading_key": key,
-            "reason": reason,
-            "detail": detail,
-            "window_start": _iso(window.start) if window is not None else None,
-            "window_end": _iso(window.start + self._size) if window is not None else None,
-            "record": record.get("sensor_data", record),
-            "lineage": record.get("lineage"),
-            "quality": record.get("quality"),
-        }
-
-
-def late_key(batch_id: str, earliest_event_time: float | None) -> str:
-    partition = event_time_partition(
-        None if earliest_event_time is None else datetime.fromtimestamp(earliest_event_time, UTC)
+def late_detail(window: WindowId, size_us: int, watermark_us: int, allowed_us: int) -> str:
+    return (
+        f"reading of window {_iso(window.start_us)} of {window.sensor_id} came more than "
+        f"the allowed lateness ({allowed_us / _US:g} s) after the window's end "
+        f"{_iso(window.start_us + size_us)}: the watermark was {instant_text(watermark_us)}"
     )
-    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in batch_id) or "_"
-    return f"late/{partition}/{safe}.jsonl.gz"
+
+
+def late_key(name: str, earliest_us: int | None) -> str:
+    moment = None if earliest_us is None else datetime.fromtimestamp(earliest_us / _US, UTC)
+    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name) or "_"
+    return f"late/{event_time_partition(moment)}/{safe}.jsonl.gz"
 
 
 class LateStore:
-    """Late side-output objects in the error bucket (one per message)."""
+    """Late side-output objects in the error bucket."""
 
-    def __init__(self, s3: S3Client, writer: ObjectWriter, bucket: str) -> None:
-        self._s3 = s3
-        self._writer = writer
-        self.bucket = bucket
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
 
     def write(self, key: str, lines: list[dict[str, Any]], metadata: dict[str, str]) -> None:
-        self._writer.put(
-            self.bucket,
+        self._store.put(
             key,
             jsonl(lines, compress=True),
             metadata={**metadata, "record-count": str(len(lines))},
+            content_type="application/x-ndjson",
             gzipped=True,
         )
-
-    def read(self, key: str) -> list[dict[str, Any]]:
-        body = _get(self._s3, self.bucket, key)
-        return [] if body is None else read_jsonl(body)

@@ -1,132 +1,157 @@
-"""Mergeable running statistics: Welford's update per value, Chan's merge per partial.
+"""Mergeable statistics, computed in bulk: per group of readings at once, merged by Chan.
 
-A message's readings are folded into a small partial per (sensor, window) and merged
-into the window's running total, so batches combine exactly (up to float rounding, about
-1e-15 relative) whatever their order or size. ``m2`` (the sum of squared deviations) is
-kept in the output too, so downstream rollups (hourly from 1-minute windows) can merge
-windows exactly with the same formula.
+A batch's readings are grouped by (sensor, window); each group's count, mean, M2 (sum
+of squared deviations), min and max per metric come from a few numpy calls over the
+whole batch (two passes: sums, then deviations from the group mean), and are merged into
+the window's running totals with Chan et al.'s formula, elementwise for many windows at
+once. Both are deterministic in the order of the rows, and the sequencer hands the
+aggregator each source batch whole and in the source's row order, so a window's figures
+come out bit for bit the same however its readings were split into messages or shards.
+
+``m2`` is kept in the output too, so rollups (hourly from 1-minute windows) can merge
+windows exactly with the same formula. A value is missing when it is null, absent, not
+a number, NaN or infinite: it is excluded and counted as ``missing``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from sensorpipe.records import METRICS
 
+K = len(METRICS)
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
 
 @dataclass(slots=True)
-class RunningStats:
-    """count, mean, M2, min and max of one metric."""
+class Moments:
+    """Per-metric statistics of one or many groups: arrays of shape (..., K)."""
 
-    count: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
-    min: float = math.inf
-    max: float = -math.inf
+    n: Floats  # values counted (floats, so the merge formula stays in one dtype)
+    mean: Floats
+    m2: Floats
+    min: Floats
+    max: Floats
 
-    def add(self, value: float) -> None:
-        self.count += 1
-        delta = value - self.mean
-        self.mean += delta / self.count
-        self.m2 += delta * (value - self.mean)
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
+    @classmethod
+    def empty(cls, shape: tuple[int, ...] = ()) -> Moments:
+        full = (*shape, K)
+        return cls(
+            np.zeros(full),
+            np.zeros(full),
+            np.zeros(full),
+            np.full(full, math.inf),
+            np.full(full, -math.inf),
+        )
 
-    def merge(self, other: RunningStats) -> None:
-        """Chan et al.: combine two partials as if every value had been added here."""
-        if other.count == 0:
-            return
-        if self.count == 0:
-            self.count, self.mean, self.m2 = other.count, other.mean, other.m2
-            self.min, self.max = other.min, other.max
-            return
-        total = self.count + other.count
-        delta = other.mean - self.mean
-        self.mean += delta * other.count / total
-        self.m2 += other.m2 + delta * delta * self.count * other.count / total
-        self.count = total
-        self.min = min(self.min, other.min)
-        self.max = max(self.max, other.max)
+    def take(self, rows: Ints | int) -> Moments:
+        """A copy of some rows (one row: arrays of shape (K,))."""
+        return Moments(
+            self.n[rows].copy(),
+            self.mean[rows].copy(),
+            self.m2[rows].copy(),
+            self.min[rows].copy(),
+            self.max[rows].copy(),
+        )
 
-    @property
-    def variance(self) -> float | None:
-        """Sample variance (n - 1); None below two values."""
-        return self.m2 / (self.count - 1) if self.count > 1 else None
-
-    @property
-    def stddev(self) -> float | None:
-        variance = self.variance
-        return math.sqrt(max(variance, 0.0)) if variance is not None else None
+    def put(self, rows: Ints, other: Moments) -> None:
+        self.n[rows] = other.n
+        self.mean[rows] = other.mean
+        self.m2[rows] = other.m2
+        self.min[rows] = other.min
+        self.max[rows] = other.max
 
 
-def numeric(value: Any) -> float | None:
-    """The reading's value as a float, or None when it is missing (null, absent,
-    not a number, NaN or infinite): missing values are excluded and counted."""
+def group_moments(values: Floats, groups: Ints, count: int) -> Moments:
+    """Statistics per group: ``values`` is (K, rows) with NaN for missing, ``groups``
+    the group of each row (0 .. count-1, every group non-empty).
+
+    Sums use ``bincount``, which adds each (group, metric)'s values one after the other
+    in row order: the result depends only on the group's own values and their order,
+    not on where they sit in the batch (numpy's pairwise sums would)."""
+    ok = np.isfinite(values)
+    bins = (groups[np.newaxis, :] * K + np.arange(K)[:, np.newaxis]).ravel()
+
+    def sums(weights: Floats) -> Floats:
+        out = np.bincount(bins, weights=weights.ravel(), minlength=count * K)
+        return np.asarray(out, dtype=np.float64).reshape(count, K)
+
+    n = sums(ok.astype(np.float64))
+    total = sums(np.where(ok, values, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, total / n, 0.0)
+    deviation = np.where(ok, values - mean.T[:, groups], 0.0)
+    m2 = sums(deviation * deviation)
+    if len(groups) > 1 and np.any(groups[1:] < groups[:-1]):
+        order = np.argsort(groups, kind="stable")
+        groups, values, ok = groups[order], values[:, order], ok[:, order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    present = np.where(ok, values, math.nan)
+    with np.errstate(invalid="ignore"):
+        low = np.fmin.reduceat(present, starts, axis=1).T
+        high = np.fmax.reduceat(present, starts, axis=1).T
+    low = np.where(n > 0, low, math.inf)
+    high = np.where(n > 0, high, -math.inf)
+    return Moments(n, mean, m2, low, high)
+
+
+def merge(a: Moments, b: Moments) -> Moments:
+    """Chan et al.: the statistics of both sets of values, elementwise."""
+    n = a.n + b.n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n > 0, b.n / n, 0.0)
+        delta = b.mean - a.mean
+        mean = np.where(b.n > 0, a.mean + delta * share, a.mean)
+        m2 = np.where(b.n > 0, a.m2 + b.m2 + delta * delta * a.n * share, a.m2)
+    return Moments(n, mean, m2, np.fmin(a.min, b.min), np.fmax(a.max, b.max))
+
+
+def summary(moments: Moments, records: int) -> dict[str, dict[str, Any]]:
+    """One window's figures per metric: count, missing, mean, min, max, sample stddev
+    (n - 1) and m2; None where there is no value to report."""
+    out: dict[str, dict[str, Any]] = {}
+    for k, name in enumerate(METRICS):
+        count = int(moments.n[k])
+        has = count > 0
+        m2 = float(moments.m2[k])
+        out[name] = {
+            "count": count,
+            "missing": records - count,
+            "mean": float(moments.mean[k]) if has else None,
+            "min": float(moments.min[k]) if has else None,
+            "max": float(moments.max[k]) if has else None,
+            "stddev": math.sqrt(max(m2 / (count - 1), 0.0)) if count > 1 else None,
+            "m2": m2 if has else None,
+        }
+    return out
+
+
+def from_summary(metrics: dict[str, Any]) -> Moments:
+    """The statistics of a written window (its ``metrics``), to merge more into."""
+    out = Moments.empty()
+    for k, name in enumerate(METRICS):
+        figures = metrics.get(name) or {}
+        count = int(figures.get("count") or 0)
+        if count:
+            out.n[k] = count
+            out.mean[k] = float(figures["mean"])
+            out.m2[k] = float(figures["m2"])
+            out.min[k] = float(figures["min"])
+            out.max[k] = float(figures["max"])
+    return out
+
+
+def numeric(value: Any) -> float:
+    """A metric value as a float, NaN when missing (null, absent, not a number, bool,
+    NaN or infinite)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
+        return math.nan
     number = float(value)
-    return number if math.isfinite(number) else None
-
-
-@dataclass(slots=True)
-class MetricsPartial:
-    """Statistics of every metric over a set of readings, plus how many readings."""
-
-    records: int = 0
-    metrics: dict[str, RunningStats] = field(
-        default_factory=lambda: {name: RunningStats() for name in METRICS}
-    )
-
-    def add(self, sensor_data: Mapping[str, Any]) -> None:
-        # The hot path: RunningStats.add inlined, numeric() reduced to type checks.
-        self.records += 1
-        get = sensor_data.get
-        for name, s in self.metrics.items():
-            raw: Any = get(name)
-            kind = type(raw)
-            if kind is float or kind is int:
-                value: float = raw
-                if value - value != 0:  # NaN or infinite
-                    continue
-            elif raw is None:
-                continue
-            else:
-                checked = numeric(raw)  # int/float subclasses; anything else is missing
-                if checked is None:
-                    continue
-                value = checked
-            s.count += 1
-            delta = value - s.mean
-            s.mean += delta / s.count
-            s.m2 += delta * (value - s.mean)
-            if value < s.min:
-                s.min = value
-            if value > s.max:
-                s.max = value
-
-    def merge(self, other: MetricsPartial) -> None:
-        self.records += other.records
-        for name, stats in self.metrics.items():
-            stats.merge(other.metrics[name])
-
-    def summary(self) -> dict[str, dict[str, Any]]:
-        """Per metric: count, missing, mean, min, max, sample stddev and m2 (None where
-        there is no value to report)."""
-        out: dict[str, dict[str, Any]] = {}
-        for name, s in self.metrics.items():
-            has = s.count > 0
-            out[name] = {
-                "count": s.count,
-                "missing": self.records - s.count,
-                "mean": s.mean if has else None,
-                "min": s.min if has else None,
-                "max": s.max if has else None,
-                "stddev": s.stddev,
-                "m2": s.m2 if has else None,
-            }
-        return out
+    return number if math.isfinite(number) else math.nan

@@ -1,284 +1,393 @@
-"""Tumbling event-time windows per sensor: assignment, placement, closing.
-
-Pure state, no AWS: the handler supplies an S3 lookup where placement needs one.
+"""Tumbling event-time windows per sensor: identity, the fate of a reading, window state.
 
 - A window of ``size`` seconds starts at a multiple of ``size`` since the epoch (for the
   default 60 s that is the minute).
-- Each sensor has its own watermark: its latest reading time minus the grace period. A
-  per-sensor watermark makes the output independent of how sensors are sharded, and one
-  sensor with a fast clock cannot make every other sensor's readings late.
-- A window closes when its sensor's watermark passes its end, or when it has had no
-  input for ``idle_flush_s`` of processing time (so a quiet sensor's last window is
-  written), but never while the handler says it is recovering (see handler.py).
-- Readings are identified by ``reading_key``; a window never counts one twice.
+- :func:`fate` is the one place that decides what becomes of a reading: fold it into
+  its open window, drop it as a duplicate, revise its written window, or set it aside
+  as late. It is a pure function of the reading's window, the watermark the shard had
+  reached when the reading's batch was applied, the allowed lateness, and whether the
+  window already holds the reading.
+- :class:`WindowState` is everything one window knows (statistics, members, first and
+  last reading, location, provenance, revision). :class:`OpenWindows` keeps the open
+  ones in arrays indexed by a slot per window: a batch is merged into hundreds of
+  windows, members checked and added included, in a few numpy operations, and what is
+  done per window in Python is one dictionary lookup.
+
+A reading's identity within its window is its offset from the window start in
+microseconds (its sensor is the window's).
 """
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
-from services.aggregator.statistics import MetricsPartial
+import numpy as np
+import numpy.typing as npt
+
+from services.aggregator.statistics import Ints, K, Moments, merge
+
+_FREE = np.iinfo(np.int64).max
+# A member of an open window is one int64: slot << _SHIFT | offset (offsets are below a
+# window's length, at most a day: 8.64e10 µs < 2**37).
+_SHIFT = 37
 
 
 class WindowId(NamedTuple):
     sensor_id: str
-    start: int  # epoch seconds
+    start_us: int  # epoch microseconds
 
 
-def window_start(at: float, size: int) -> int:
-    """Start of the tumbling window holding event time ``at`` (epoch-aligned)."""
-    return math.floor(at / size) * size
+def window_start(at_us: int, size_us: int) -> int:
+    """Start of the tumbling window holding event time ``at_us`` (epoch-aligned)."""
+    return at_us // size_us * size_us
 
 
-class Reading(NamedTuple):
-    """One record of an envelope, parsed once (a tuple: cheap to make by the million)."""
-
-    key: str  # reading_key: sensor_id|timestamp
-    sensor_id: str
-    at: float  # event time, epoch seconds
-    timestamp: str  # as the source wrote it
-    record: dict[str, Any]  # the whole record: sensor_data, lineage, quality
+class Fate(Enum):
+    FOLD = "fold"  # new to its open window: count it
+    DUPLICATE = "duplicate"  # its window holds this reading already
+    REVISE = "revise"  # its window was written without it: a new revision holds it
+    LATE = "late"  # beyond the allowed lateness: side output, with the reason
 
 
-class Verdict(Enum):
-    FOLD = "fold"  # new to its window: count it
-    DUPLICATE = "duplicate"  # the window already counts this reading
-    LATE = "late"  # its window is closed without it: side output
-
-
-# Late reasons (codes in the side output and the metrics label).
-AFTER_WATERMARK = "after_watermark"
-WINDOW_ALREADY_WRITTEN = "window_already_written"
+# Reasons in the late side output (and the metric label).
+BEYOND_ALLOWED_LATENESS = "beyond_allowed_lateness"
 NO_EVENT_TIME = "no_event_time"
 
 
-class Placement(NamedTuple):
-    verdict: Verdict
-    window: WindowId
-    reason: str | None = None  # for LATE
-    rebuild: bool = False  # FOLD into a window the watermark has passed (redelivery)
-    settled: bool = True  # False: LATE while its window is unwritten (could still be a
-    # duplicate of a reading a redelivered message brings back)
+def fate(
+    window_end_us: int, *, watermark_us: int | None, allowed_lateness_us: int, member: bool
+) -> Fate:
+    """What becomes of a reading.
+
+    Parameters:
+        window_end_us: the end of the reading's window.
+        watermark_us: the shard's watermark when the reading's batch was applied:
+            windows ending at or before it are written. None: nothing is written yet.
+        allowed_lateness_us: how far past its end a written window is still revised.
+        member: the reading's window (open, or written) holds this reading already.
+
+    A reading beyond the allowed lateness is late even if it is a duplicate: windows
+    that old are not read back to tell.
+    """
+    if watermark_us is not None and window_end_us + allowed_lateness_us <= watermark_us:
+        return Fate.LATE
+    if member:
+        return Fate.DUPLICATE
+    if watermark_us is not None and window_end_us <= watermark_us:
+        return Fate.REVISE
+    return Fate.FOLD
 
 
-# The members of a written window, or None when no such window was written.
-MembersLookup = Callable[[WindowId], frozenset[str] | None]
+# One origin of readings: (scenario, config version, batch id, node id, job id hash);
+# None where a field is not known (a window read back from its document keeps each
+# field's values as origins of their own).
+Origin = tuple[str | None, int | None, str | None, str | None, str | None]
+_FIELDS = ("scenarios", "config_versions", "batch_ids", "node_ids", "job_id_hashes")
 
 
 @dataclass(slots=True)
-class OpenWindow:
-    """A window still collecting readings, with who contributed what."""
+class Provenance:
+    """Where a window's readings came from: the set of their origins."""
+
+    origins: set[Origin] = field(default_factory=set)
+
+    def update(self, other: Provenance) -> None:
+        self.origins |= other.origins
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {
+            name: sorted({o[i] for o in self.origins if o[i] is not None})
+            for i, name in enumerate(_FIELDS)
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        origins: set[Origin] = set()
+        for i, name in enumerate(_FIELDS):
+            for value in data.get(name, []):
+                entry: list[Any] = [None] * len(_FIELDS)
+                entry[i] = int(value) if name == "config_versions" else str(value)
+                origins.add(tuple(entry))
+        return cls(origins)
+
+
+@dataclass(slots=True)
+class WindowState:
+    """A whole window. ``members`` are the sorted offsets of its readings; ``revision``
+    counts the writes after the first (-1: never written)."""
 
     id: WindowId
-    size: int
-    last_input: float  # monotonic time of the latest fold
-    rebuilt: bool = False  # opened behind the watermark: closes by idle time only
-    stats: MetricsPartial = field(default_factory=MetricsPartial)
-    keys: set[str] = field(default_factory=set)
-    earliest: Reading | None = None
-    latest: Reading | None = None
+    moments: Moments
+    members: Ints = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    records: int = 0
     anomalies: int = 0
-    scenarios: set[str] = field(default_factory=set)
-    config_versions: set[int] = field(default_factory=set)
-    batch_ids: set[str] = field(default_factory=set)
-    node_ids: set[str] = field(default_factory=set)
-    job_id_hashes: set[str] = field(default_factory=set)
-    # receipt handle of each message -> the readings it added (for acks and conflicts)
-    contributors: dict[str, list[Reading]] = field(default_factory=dict)
+    first_us: int = 0
+    last_us: int = 0
+    location: Any = None
+    provenance: Provenance = field(default_factory=Provenance)
+    revision: int = -1
 
-    @property
-    def end(self) -> int:
-        return self.id.start + self.size
+    @classmethod
+    def empty(cls, window: WindowId) -> WindowState:
+        return cls(window, Moments.empty(), first_us=int(_FREE), last_us=-int(_FREE))
+
+    def add(
+        self,
+        part: Moments,
+        offsets: Ints,
+        anomalies: int,
+        location: Any,
+        origins: set[Origin],
+    ) -> None:
+        """Merge readings in (their sorted, new ``offsets`` and their statistics)."""
+        self.moments = merge(self.moments, part)
+        self.members = np.union1d(self.members, offsets)
+        self.records += len(offsets)
+        self.anomalies += anomalies
+        first, last = self.id.start_us + int(offsets[0]), self.id.start_us + int(offsets[-1])
+        if first < self.first_us:
+            self.first_us, self.location = first, location
+        self.last_us = max(self.last_us, last)
+        self.provenance.origins |= origins
+
+
+class OpenWindows:
+    """The windows still collecting readings, in arrays indexed by slot.
+
+    A window is found by a packed int64 key (its sensor's number here, and its window
+    number: :meth:`keys`), in a sorted array, so a batch finds all its windows with one
+    ``searchsorted``. Members (slot, offset) and origins (slot, origin code) are sorted
+    int64 arrays too: checking and adding them is a few numpy calls per batch.
+    """
+
+    def __init__(self, size_us: int, capacity: int = 256) -> None:
+        self.size_us = size_us
+        self._sensors: dict[str, int] = {}
+        self._keys = np.zeros(0, dtype=np.int64)  # sorted keys of the open windows
+        self._key_slots = np.zeros(0, dtype=np.int64)  # the slot of each key
+        self._ids: list[WindowId | None] = [None] * capacity
+        self._free = list(range(capacity - 1, -1, -1))
+        self.moments = Moments.empty((capacity,))
+        self.records = np.zeros(capacity, dtype=np.int64)
+        self.anomalies = np.zeros(capacity, dtype=np.int64)
+        self.end_us = np.full(capacity, _FREE, dtype=np.int64)
+        self.first_us = np.full(capacity, _FREE, dtype=np.int64)
+        self.last_us = np.full(capacity, -_FREE, dtype=np.int64)
+        self.location: list[Any] = [None] * capacity
+        self._members = np.zeros(0, dtype=np.int64)  # sorted slot << _SHIFT | offset
+        self._origins = np.zeros(0, dtype=np.int64)  # sorted slot << 32 | origin code
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def ids(self) -> list[WindowId]:
+        return [w for w in self._ids if w is not None]
+
+    def keys(self, names: list[str], codes: Ints, starts_us: Ints) -> Ints:
+        """The keys of windows (sensor ``names[code]``, starting at ``starts_us``)."""
+        numbers = np.array(
+            [self._sensors.setdefault(name, len(self._sensors)) for name in names],
+            dtype=np.int64,
+        )
+        return (numbers[codes] << _KEY_SHIFT) + (starts_us // self.size_us + _KEY_BIAS)
+
+    # -- a batch ---------------------------------------------------------------------
+
+    def slots(self, keys: Ints, window_of: Callable[[int], WindowId]) -> Ints:
+        """The slot of each key's window, opening those not open yet (``window_of(i)``
+        names the window of ``keys[i]``)."""
+        found = np.searchsorted(self._keys, keys)
+        found[found == len(self._keys)] = 0
+        hit = (self._keys[found] == keys) if len(self._keys) else np.zeros(len(keys), np.bool_)
+        slots = np.where(hit, self._key_slots[found] if len(self._keys) else -1, -1)
+        missing = np.flatnonzero(~hit).tolist()
+        if missing:
+            opened = [self._open(window_of(i)) for i in missing]
+            slots[missing] = opened
+            self._index(keys[missing], np.array(opened, dtype=np.int64))
+        return slots
+
+    def held(self, slots: Ints, offsets: Ints) -> npt.NDArray[np.bool_]:
+        """Per reading (its window's slot, its offset): the window holds it already."""
+        return _contains(self._members, (slots << _SHIFT) | offsets)
 
     def fold(
         self,
-        handle: str,
-        readings: list[Reading],
-        *,
-        scenario: str,
-        config_version: int,
-        batch_id: str,
-        now: float,
-    ) -> None:
-        """Add one message's new readings (already de-duplicated against ``keys``)."""
-        partial = MetricsPartial()
-        add = partial.add
-        lineages = []
-        anomalies = 0
-        for reading in readings:
-            record = reading.record
-            add(record["sensor_data"])
-            anomalies += is_anomalous(record)
-            lineages.append(record.get("lineage"))
-        self.stats.merge(partial)
-        self.anomalies += anomalies
-        self.keys.update(r.key for r in readings)
-        first = min(readings, key=_order)
-        last = max(readings, key=_order)
-        if self.earliest is None or _order(first) < _order(self.earliest):
-            self.earliest = first
-        if self.latest is None or _order(last) > _order(self.latest):
-            self.latest = last
-        self._note_lineage(lineages, batch_id)
-        self.scenarios.add(scenario)
-        self.config_versions.add(config_version)
-        self.contributors.setdefault(handle, []).extend(readings)
-        self.last_input = now
+        slots: Ints,
+        part: Moments,
+        counts: Ints,
+        anomalies: Ints,
+        first_us: Ints,
+        last_us: Ints,
+        member_slots: Ints,
+        offsets: Ints,
+        origin_slots: Ints,
+        origin_codes: Ints,
+    ) -> npt.NDArray[np.bool_]:
+        """Merge per-window partials in (``slots`` distinct; ``counts``, ``anomalies``,
+        ``first_us`` and ``last_us`` per slot), their members (a slot and an offset per
+        reading) and origins (slot, origin code pairs); returns which windows got an
+        earlier first reading (the caller sets their location)."""
+        self.moments.put(slots, merge(self.moments.take(slots), part))
+        self.records[slots] += counts
+        self.anomalies[slots] += anomalies
+        earlier = first_us < self.first_us[slots]
+        self.first_us[slots] = np.minimum(self.first_us[slots], first_us)
+        self.last_us[slots] = np.maximum(self.last_us[slots], last_us)
+        self._members = _insert(self._members, np.sort((member_slots << _SHIFT) | offsets))
+        pairs = np.unique((origin_slots << 32) | origin_codes)
+        self._origins = _insert(self._origins, pairs[~_contains(self._origins, pairs)])
+        return np.asarray(earlier)
 
-    def _note_lineage(self, lineages: list[Any], batch_id: str) -> None:
-        for lineage in lineages:
-            if not isinstance(lineage, dict):
-                self.batch_ids.add(batch_id)
-                continue
-            # The enricher's batch id: the router suffixes shard numbers to its
-            # envelopes, so the lineage one stays the same however many shards there are.
-            self.batch_ids.add(str(lineage.get("batch_id") or batch_id))
-            node, job = lineage.get("node_id"), lineage.get("job_id_hash")
-            if node:
-                self.node_ids.add(str(node))
-            if job:
-                self.job_id_hashes.add(str(job))
+    def due(self, watermark_us: int) -> list[WindowId]:
+        """Windows whose end the watermark has reached, oldest first."""
+        slots = np.flatnonzero(self.end_us <= watermark_us).tolist()
+        found = [self._ids[s] for s in slots]
+        return sorted((w for w in found if w is not None), key=lambda w: (w.start_us, w))
+
+    def close(self, windows: list[WindowId], origins: list[Origin]) -> list[WindowState]:
+        """Take the windows out (their slots are free again) as whole states;
+        ``origins`` decodes origin codes."""
+        if not windows:
+            return []
+        keys = self._window_keys(windows)
+        at = np.searchsorted(self._keys, keys)
+        slots = self._key_slots[at].tolist()
+        states = [self._state(s, origins) for s in slots]
+        keep = np.ones(len(self._keys), dtype=np.bool_)
+        keep[at] = False
+        self._keys, self._key_slots = self._keys[keep], self._key_slots[keep]
+        index = np.array(slots, dtype=np.int64)
+        self._members = _drop_slots(self._members, index, _SHIFT)
+        self._origins = _drop_slots(self._origins, index, 32)
+        self.moments.put(index, Moments.empty((len(slots),)))
+        self.records[index] = 0
+        self.anomalies[index] = 0
+        self.end_us[index] = _FREE
+        self.first_us[index] = _FREE
+        self.last_us[index] = -_FREE
+        for slot in slots:
+            self._ids[slot] = None
+            self.location[slot] = None
+            self._free.append(slot)
+        return states
+
+    def states(self, origins: list[Origin]) -> list[WindowState]:
+        slots = sorted((w, s) for s, w in enumerate(self._ids) if w is not None)
+        return [self._state(s, origins) for _, s in slots]
+
+    def origin_codes(self) -> Ints:
+        """Every origin code an open window refers to."""
+        return np.unique(self._origins & 0xFFFFFFFF)
+
+    def renumber_origins(self, renumber: Ints) -> None:
+        """Replace each origin code c by ``renumber[c]`` (order kept: codes only shrink)."""
+        slots, codes = self._origins >> 32, self._origins & 0xFFFFFFFF
+        self._origins = np.sort((slots << 32) | renumber[codes])
+
+    def restore(self, state: WindowState, origins: Ints) -> None:
+        """Put a whole window back (a checkpoint restored), with its origins' codes."""
+        (slot,) = self.slots(self._window_keys([state.id]), lambda _: state.id).tolist()
+        index = np.array([slot])
+        self.moments.put(index, _as_rows(state.moments))
+        self.records[slot] = state.records
+        self.anomalies[slot] = state.anomalies
+        self.first_us[slot] = state.first_us
+        self.last_us[slot] = state.last_us
+        self.location[slot] = state.location
+        self._members = _insert(self._members, (np.int64(slot) << _SHIFT) | state.members)
+        pairs = np.unique((np.int64(slot) << 32) | origins)
+        self._origins = _insert(self._origins, pairs)
+
+    # -- slots -------------------------------------------------------------------------
+
+    def _window_keys(self, windows: list[WindowId]) -> Ints:
+        names = [w.sensor_id for w in windows]
+        starts = np.array([w.start_us for w in windows], dtype=np.int64)
+        return self.keys(names, np.arange(len(windows)), starts)
+
+    def _index(self, keys: Ints, slots: Ints) -> None:
+        order = np.argsort(keys)
+        at = np.searchsorted(self._keys, keys[order])
+        self._keys = np.insert(self._keys, at, keys[order])
+        self._key_slots = np.insert(self._key_slots, at, slots[order])
+
+    def _open(self, window: WindowId) -> int:
+        if not self._free:
+            self._grow()
+        slot = self._free.pop()
+        self._ids[slot] = window
+        self.end_us[slot] = window.start_us + self.size_us
+        return slot
+
+    def _state(self, slot: int, origins: list[Origin]) -> WindowState:
+        window = self._ids[slot]
+        assert window is not None
+        return WindowState(
+            window,
+            self.moments.take(slot),
+            _of_slot(self._members, slot, _SHIFT),
+            int(self.records[slot]),
+            int(self.anomalies[slot]),
+            int(self.first_us[slot]),
+            int(self.last_us[slot]),
+            self.location[slot],
+            Provenance({origins[c] for c in _of_slot(self._origins, slot, 32).tolist()}),
+        )
+
+    def _grow(self) -> None:
+        old = len(self._ids)
+        grown = Moments.empty((old * 2,))
+        grown.put(np.arange(old), self.moments)
+        self.moments = grown
+        self.records = np.concatenate([self.records, np.zeros(old, dtype=np.int64)])
+        self.anomalies = np.concatenate([self.anomalies, np.zeros(old, dtype=np.int64)])
+        self.end_us = np.concatenate([self.end_us, np.full(old, _FREE, dtype=np.int64)])
+        self.first_us = np.concatenate([self.first_us, np.full(old, _FREE, dtype=np.int64)])
+        self.last_us = np.concatenate([self.last_us, np.full(old, -_FREE, dtype=np.int64)])
+        self._ids.extend([None] * old)
+        self.location.extend([None] * old)
+        self._free.extend(range(old * 2 - 1, old - 1, -1))
 
 
-def _order(reading: Reading) -> tuple[float, str]:
-    return (reading.at, reading.key)
+# A window's key: its sensor's number << 40 | its window number + 2**39 (window numbers
+# of 1-second windows over years 1-9999 lie within +-2**38).
+_KEY_SHIFT, _KEY_BIAS = 40, 1 << 39
 
 
-def is_anomalous(record: dict[str, Any]) -> bool:
-    quality = record.get("quality")
-    if isinstance(quality, dict) and "anomalous" in quality:
-        return quality["anomalous"] is True
-    return record["sensor_data"].get("anomaly_flag") in (1, True)
+def _contains(sorted_keys: Ints, keys: Ints) -> npt.NDArray[np.bool_]:
+    if not len(sorted_keys) or not len(keys):
+        return np.zeros(len(keys), dtype=np.bool_)
+    at = np.searchsorted(sorted_keys, keys)
+    at[at == len(sorted_keys)] = 0
+    return np.asarray(sorted_keys[at] == keys)
 
 
-class WindowBook:
-    """Open windows, per-sensor watermarks and a bounded memory of written windows."""
+def _insert(sorted_keys: Ints, new: Ints) -> Ints:
+    """``new`` (sorted, not present) merged into ``sorted_keys`` in one copy."""
+    if not len(new):
+        return sorted_keys
+    return np.insert(sorted_keys, np.searchsorted(sorted_keys, new), new)
 
-    def __init__(
-        self, *, size: int, grace_s: float, idle_flush_s: float, remembered: int = 2_000
-    ) -> None:
-        self.size = size
-        self.grace_s = grace_s
-        self.idle_flush_s = idle_flush_s
-        self.open: dict[WindowId, OpenWindow] = {}
-        self.max_event_time: dict[str, float] = {}
-        self._remembered = remembered
-        self._written: OrderedDict[WindowId, frozenset[str]] = OrderedDict()
 
-    # -- time ----------------------------------------------------------------------------
+def _of_slot(sorted_keys: Ints, slot: int, shift: int) -> Ints:
+    low = np.int64(slot) << shift
+    lo, hi = np.searchsorted(sorted_keys, [low, low + (1 << shift)])
+    return np.asarray(sorted_keys[lo:hi] - low)
 
-    def window_of(self, reading: Reading) -> WindowId:
-        return WindowId(reading.sensor_id, window_start(reading.at, self.size))
 
-    def watermark(self, sensor_id: str) -> float:
-        return self.max_event_time.get(sensor_id, -math.inf) - self.grace_s
+def _drop_slots(sorted_keys: Ints, slots: Ints, shift: int) -> Ints:
+    return sorted_keys[~np.isin(sorted_keys >> shift, slots)]
 
-    def behind_watermark(self, window: WindowId) -> bool:
-        return window.start + self.size <= self.watermark(window.sensor_id)
 
-    def advance(self, readings: Iterable[Reading]) -> None:
-        seen = self.max_event_time
-        for reading in readings:
-            if reading.at > seen.get(reading.sensor_id, -math.inf):
-                seen[reading.sensor_id] = reading.at
-
-    # -- placement -------------------------------------------------------------------------
-
-    def place(
-        self,
-        reading: Reading,
-        *,
-        lookup: MembersLookup,
-        redelivered_latest: float | None = None,
-    ) -> Placement:
-        """Decide where a reading goes, without changing any state.
-
-        A first delivery behind its sensor's watermark is late, or a duplicate of what
-        its window holds (``settled`` is False when that window is not written yet, so
-        a recovering handler can wait for it).
-
-        A redelivered message (``redelivered_latest``: its own latest reading of this
-        sensor) may have been folded by a holder that crashed before writing, and newer
-        messages may have moved the watermark meanwhile. So it is judged by its own
-        content: late if its own newer readings put it beyond the grace; otherwise a
-        written window decides (member: duplicate, else late) and an unwritten one is
-        rebuilt.
-        """
-        window = self.window_of(reading)
-        behind = self.behind_watermark(window)
-        current = self.open.get(window)
-        if redelivered_latest is not None:
-            if window.start + self.size <= redelivered_latest - self.grace_s:
-                return self._behind(reading, window, current, lookup)
-        elif behind:
-            return self._behind(reading, window, current, lookup)
-        if current is not None:
-            verdict = Verdict.DUPLICATE if reading.key in current.keys else Verdict.FOLD
-            return Placement(verdict, window)
-        # Not open: only a window known to be written decides. Ahead of the watermark an
-        # unknown window is simply opened; a conflict at write time settles the rest.
-        members = self.written_members(window, lookup) if behind else self._written.get(window)
-        if members is not None:
-            if reading.key in members:
-                return Placement(Verdict.DUPLICATE, window)
-            return Placement(Verdict.LATE, window, WINDOW_ALREADY_WRITTEN)
-        return Placement(Verdict.FOLD, window, rebuild=behind)
-
-    def _behind(
-        self,
-        reading: Reading,
-        window: WindowId,
-        current: OpenWindow | None,
-        lookup: MembersLookup,
-    ) -> Placement:
-        if current is not None and reading.key in current.keys:
-            return Placement(Verdict.DUPLICATE, window)
-        members = self.written_members(window, lookup)
-        if members is not None and reading.key in members:
-            return Placement(Verdict.DUPLICATE, window)
-        return Placement(Verdict.LATE, window, AFTER_WATERMARK, settled=members is not None)
-
-    def open_window(self, window: WindowId, *, rebuild: bool, now: float) -> OpenWindow:
-        current = self.open.get(window)
-        if current is None:
-            current = OpenWindow(window, self.size, last_input=now, rebuilt=rebuild)
-            self.open[window] = current
-        return current
-
-    # -- closing ---------------------------------------------------------------------------
-
-    def due(self, now: float) -> list[OpenWindow]:
-        """Windows to close now: passed by their sensor's watermark (not for rebuilt
-        ones, whose siblings may still be on their way back), or idle too long."""
-        return [
-            w
-            for w in self.open.values()
-            if now - w.last_input >= self.idle_flush_s
-            or (not w.rebuilt and self.behind_watermark(w.id))
-        ]
-
-    def closed(self, window: WindowId, members: frozenset[str]) -> None:
-        """The window is written (by us or an earlier writer) with ``members``."""
-        self.open.pop(window, None)
-        self.remember(window, members)
-
-    # -- memory of written windows -----------------------------------------------------
-
-    def remember(self, window: WindowId, members: frozenset[str]) -> None:
-        self._written[window] = members
-        self._written.move_to_end(window)
-        while len(self._written) > self._remembered:
-            self._written.popitem(last=False)
-
-    def written_members(self, window: WindowId, lookup: MembersLookup) -> frozenset[str] | None:
-        members = self._written.get(window)
-        if members is None:
-            members = lookup(window)
-            if members is not None:
-                self.remember(window, members)
-        return members
+def _as_rows(moments: Moments) -> Moments:
+    return Moments(
+        moments.n.reshape(1, K),
+        moments.mean.reshape(1, K),
+        moments.m2.reshape(1, K),
+        moments.min.reshape(1, K),
+        moments.max.reshape(1, K),
+    )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.services.aggregator.dataset import Stream, expected_windows, make_rows, make_stream
+from tests.services.aggregator.dataset import (
+    Expected,
+    Stream,
+    expected_windows,
+    make_rows,
+    make_stream,
+)
+from tests.services.aggregator.e2e import ALLOWED_S, GRACE_S
 
 SENSORS, PER_SENSOR = 50, 2000  # 100,000 readings, 4 a second per sensor
 
@@ -14,11 +19,12 @@ SENSORS, PER_SENSOR = 50, 2000  # 100,000 readings, 4 a second per sensor
 @pytest.fixture(scope="package")
 def stream() -> Stream:
     rows = make_rows(sensors=SENSORS, per_sensor=PER_SENSOR, interval_s=0.25, seed=1)
-    # Late rows are held back 3 minutes (the grace is 20 s); duplicates follow their
-    # original within 2 minutes, so some meet an open window and some a written one.
+    # Late rows are written 3 minutes behind (the grace is 20 s, 2 minutes are allowed);
+    # duplicates follow their original within 2 minutes, so some meet an open window and
+    # some a written one.
     return make_stream(rows, late_by_s=180, duplicate_spread_s=120)
 
 
 @pytest.fixture(scope="package")
-def expected(stream: Stream) -> dict[tuple[str, int], dict[str, Any]]:
-    return expected_windows(stream)
+def expected(stream: Stream) -> Expected:
+    return expected_windows(stream, grace_s=GRACE_S, allowed_s=ALLOWED_S)

@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,20 @@ from sensorpipe.devstack.processes import ServiceProcess
 from sensorpipe.objects import read_jsonl
 from sensorpipe.runtime import EnvelopeProducer
 from tests.conftest import Pipeline, make_pipeline
-from tests.services.aggregator.dataset import Stream, window_problems
+from tests.services.aggregator.dataset import Expected, Stream, instant_us, window_problems
 
 # Short grace and idle flush keep the run fast; timestamps lie in the past, so the
-# watermark moves with the data and a final idle flush closes the rest.
+# watermark moves with the data and a final idle flush closes the rest. Rows written
+# 3 minutes late (conftest) are beyond the 2 minutes allowed: most go to late/, the
+# others revise their windows.
+GRACE_S, ALLOWED_S = 20.0, 120.0
 E2E_WINDOWING = {
     "window_seconds": 60,
-    "grace_seconds": 20,
+    "grace_seconds": GRACE_S,
     "idle_flush_seconds": 5,
+    "allowed_lateness_seconds": ALLOWED_S,
     "output_prefix": "1-minute",
 }
-RECOVERY_SECONDS = 7  # visibility timeout 5 s plus a margin
 
 
 def e2e_pipeline(tmp_path: Path, endpoint: str, shards: int) -> Pipeline:
@@ -46,8 +48,9 @@ def e2e_pipeline(tmp_path: Path, endpoint: str, shards: int) -> Pipeline:
 
 
 def start_aggregator(pipeline: Pipeline, shard: int, log_dir: Path) -> ServiceProcess:
-    env = {**pipeline.env, "SENSORPIPE_AGGREGATOR_RECOVERY_SECONDS": str(RECOVERY_SECONDS)}
-    return ServiceProcess("services.aggregator", env, log_dir, ["--shard", str(shard)]).start()
+    return ServiceProcess(
+        "services.aggregator", pipeline.env, log_dir, ["--shard", str(shard)]
+    ).start()
 
 
 def metric_sum(metrics: str, name: str, **labels: str) -> float:
@@ -62,7 +65,7 @@ def metric_sum(metrics: str, name: str, **labels: str) -> float:
 
 
 def windows_closed(process: ServiceProcess) -> float:
-    return metric_sum(process.metrics_text(), "sensorpipe_aggregator_windows_closed_total")
+    return metric_sum(process.metrics_text(), "sensorpipe_aggregator_windows_total", what="closed")
 
 
 @dataclass
@@ -72,7 +75,7 @@ class Feeder:
     pipeline: Pipeline
     stream: Stream
     shards: int
-    pause_s: float = 0.5
+    pause_s: float = 0.3
     sent: int = 0
     error: BaseException | None = None
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -136,6 +139,18 @@ def wait_until_drained(pipeline: Pipeline, timeout_s: float = 120) -> None:
     raise AssertionError(f"{left} message(s) still in the shard queues after {timeout_s} s")
 
 
+def wait_until_written(processes: list[ServiceProcess], timeout_s: float = 60) -> None:
+    """Messages are acknowledged once checkpointed, windows may still be open: wait
+    until every source went idle and each process wrote its last windows."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        texts = [p.metrics_text() for p in processes]
+        if all(metric_sum(t, "sensorpipe_aggregator_open_windows") == 0 for t in texts):
+            return
+        assert time.monotonic() < deadline, "windows still open after the sources went idle"
+        time.sleep(0.3)
+
+
 def _list_keys(bucket: str, prefix: str) -> list[str]:
     """Every key under ``prefix``, walking '/' levels: LocalStack 4.9's listing stops
     after the first 1,000 keys of a long flat listing (its continuation is empty), while
@@ -185,10 +200,9 @@ class Output:
 def read_output(pipeline: Pipeline) -> Output:
     windows: dict[tuple[str, int], dict[str, Any]] = {}
     keys: dict[tuple[str, int], str] = {}
-    for key, body in _all_objects(pipeline.bucket("aggregated")).items():
+    for key, body in _all_objects(pipeline.bucket("aggregated"), "1-minute/").items():
         doc = orjson.loads(body)
-        start = datetime.fromisoformat(doc["window_start"].replace("Z", "+00:00"))
-        ident = (doc["sensor_id"], int(start.timestamp()))
+        ident = (doc["sensor_id"], instant_us(doc["window_start"]) // 1_000_000)
         assert ident not in windows, f"two objects for window {ident}"
         windows[ident], keys[ident] = doc, key
     late = [
@@ -216,6 +230,7 @@ def run_to_completion(
             during(processes)
         feeder.join()
         wait_until_drained(pipeline)
+        wait_until_written(processes)
         metrics = [process.metrics_text() for process in processes]
     finally:
         codes = []
@@ -234,18 +249,25 @@ def run_to_completion(
     return out
 
 
-def assert_exact(out: Output, stream: Stream, expected: dict[tuple[str, int], Any]) -> None:
-    """Windows equal the independent computation (1e-9 relative), every late row is in
-    the side output exactly once with a reason, every on-time reading in one window."""
-    problems = window_problems(out.windows, expected)
+def assert_exact(out: Output, stream: Stream, expected: Expected) -> None:
+    """Windows equal the independent computation (1e-9 relative, revisions included),
+    every reading beyond the allowed lateness is in the side output exactly once with
+    its reason, and every other reading in exactly one window."""
+    problems = window_problems(out.windows, expected.windows)
     assert not problems, f"{len(problems)} problem(s): {problems[:10]}"
     late = Counter(line["reading_key"] for line in out.late)
-    unexpected = [line for line in out.late if line["reading_key"] not in stream.late_keys]
-    assert not unexpected, f"{len(unexpected)} unexpected late line(s): {unexpected[:3]}"
-    assert set(late) == stream.late_keys, f"{len(stream.late_keys - set(late))} late rows lost"
-    assert set(late.values()) == {1}, "a late row is in the side output twice"
-    assert all(line["reason"] and line["detail"] for line in out.late)
-    on_time = len(stream.rows) - len(stream.late_keys)
-    assert sum(doc["record_count"] for doc in out.windows.values()) == on_time
-    members = [k for doc in out.windows.values() for k in doc["reading_keys"]]
-    assert len(members) == len(set(members)) == on_time
+    assert set(late) == expected.late, (
+        f"{len(expected.late - set(late))} late reading(s) missing, "
+        f"{len(set(late) - expected.late)} unexpected"
+    )
+    assert set(late.values()) == {1}, "a late reading is in the side output twice"
+    assert {line["reason"] for line in out.late} == {"beyond_allowed_lateness"}
+    assert all(line["detail"] for line in out.late)
+    windowed = len(stream.rows) - len(expected.late)
+    assert sum(doc["record_count"] for doc in out.windows.values()) == windowed
+    members = [
+        (doc["sensor_id"], doc["window_start"], offset)
+        for doc in out.windows.values()
+        for offset in doc["reading_offsets_us"]
+    ]
+    assert len(members) == len(set(members)) == windowed

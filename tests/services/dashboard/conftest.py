@@ -20,10 +20,10 @@ from sensorpipe.config.pipeline import QueueSettings
 from sensorpipe.controller.store import PipelineController
 from sensorpipe.devstack.processes import ServiceProcess, free_port
 from sensorpipe.envelope import Envelope
-from sensorpipe.objects import ObjectWriter
-from services.aggregator.intake import parse_readings
-from services.aggregator.output import WindowStore, render_window
-from services.aggregator.windows import WindowBook
+from sensorpipe.stateful import Batch
+from sensorpipe.store import S3ObjectStore
+from services.aggregator.config import AggregatorSettings
+from services.aggregator.handler import build_stage
 from services.notifier.dedupe import NotificationLedger
 from services.validator.batch import BatchValidator, error_objects
 from tests.conftest import Pipeline, make_pipeline
@@ -59,22 +59,21 @@ def _seed(pipeline: Pipeline) -> Seeded:
     controller.set("raw", by="alice", reason="bring-up")
     controller.set("aggregated", by="bob", reason="windows for the plant report")
 
-    book = WindowBook(size=60, grace_s=0, idle_flush_s=1)
     records = [
         {"sensor_data": _row(sensor, minute, second)}
         for sensor in SENSORS
         for minute in range(MINUTES)
         for second in (5, 35)
     ]
-    readings, _ = parse_readings(records)
-    for reading in readings:
-        book.open_window(book.window_of(reading), rebuild=False, now=0).fold(
-            "h", [reading], scenario="aggregated", config_version=2, batch_id="dash-1", now=0
-        )
-    writer = ObjectWriter(s3, service="test")
-    store = WindowStore(s3, writer, pipeline.bucket("aggregated"), config.windowing.output_prefix)
-    for window in book.open.values():
-        assert store.write_if_absent(render_window(store.prefix, window))
+    aggregated = S3ObjectStore(s3, pipeline.bucket("aggregated"), service="test")
+    errors = S3ObjectStore(s3, pipeline.bucket("error"), service="test")
+    stage = build_stage(config, aggregated, errors, AggregatorSettings())
+    batch = Batch([Envelope("dash-1", "aggregated", 2, records)], "dash-1")
+    stage.prepare(batch)
+    stage.apply(batch)
+    windows = len(stage.open)
+    stage.advance(2**62)  # every window closes
+    stage.flush()
 
     spec = load_validation_spec(default_file("sensor_validation_spec_v2.yaml"))
     bad = Envelope(
@@ -86,7 +85,9 @@ def _seed(pipeline: Pipeline) -> Seeded:
             Bucket=pipeline.bucket("error"), Key=obj.key, Body=obj.body, Metadata=obj.metadata
         )
 
-    ledger = NotificationLedger(s3, pipeline.bucket("archival"), "notifications", service="test")
+    ledger = NotificationLedger(
+        S3ObjectStore(s3, pipeline.bucket("archival"), service="test"), "notifications"
+    )
     body = {
         "burst_id": "burst-1",
         "location": "plant-b",
@@ -101,7 +102,7 @@ def _seed(pipeline: Pipeline) -> Seeded:
 
     dlq = QueueSettings.dlq_name(config.queues.validated)
     sqs_client().send_message(QueueUrl=pipeline.queue_url(dlq), MessageBody="poison")
-    return Seeded(pipeline, windows=len(book.open))
+    return Seeded(pipeline, windows=windows)
 
 
 @pytest.fixture
