@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sensorpipe.config import ConfigError, PipelineConfig
 from sensorpipe.runtime import ServiceSettings, run_service
-from services.notifier.handler import SERVICE, NotifierHandler
+from services.notifier.handler import SERVICE, from_context
 
 
 def choose_queue(config: PipelineConfig, settings: ServiceSettings) -> str:
@@ -20,7 +20,7 @@ def choose_queue(config: PipelineConfig, settings: ServiceSettings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_service(SERVICE, choose_queue, NotifierHandler.from_context, argv)
+    return run_service(SERVICE, choose_queue, from_context, argv)
 
 
 if __name__ == "__main__":

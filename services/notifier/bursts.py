@@ -10,35 +10,24 @@ Per location, take the distinct anomalous readings (identity: ``reading_key``) i
 - B becomes last member + C: no burst may start at or before it.
 
 Decisions are made only once they cannot change: a burst when its last member is at or
-before the location's watermark, a "no burst from here" when ``a`` + W is. The watermark
-is (latest event time seen at the location) - grace, or that latest time itself after the
-location went quiet; an anomaly at or before the watermark when it arrives is late.
-So any arrival order in which no anomaly is later than the grace gives the same bursts.
+before the shard's watermark, a "no burst from here" when ``a`` + W is. The watermark
+follows the sources' progress in the order they wrote their batches (sensorpipe.stateful),
+so no delivery order makes an anomaly late; one at or before the watermark decisions were
+already made at (its source wrote it more than the grace late) is.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sensorpipe.objects import parse_event_time
-from sensorpipe.records import reading_key
+from sensorpipe.records import event_time_us, reading_key
 from services.notifier.config import BurstRules
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 class UnusableRecord(ValueError):
     """A record the notifier cannot place: no location, no timestamp, not anomalous."""
-
-
-def event_time_us(timestamp: str) -> int:
-    """Exact integer microseconds since the epoch (floats would blur the 60 s edge)."""
-    return (parse_event_time(timestamp) - _EPOCH) // _MICROSECOND
 
 
 @dataclass(slots=True)
@@ -67,10 +56,9 @@ class Anomaly:
         timestamp = data.get("timestamp")
         if not isinstance(timestamp, str):
             raise UnusableRecord("sensor_data.timestamp is missing or not a string")
-        try:
-            at_us = event_time_us(timestamp)
-        except ValueError as exc:
-            raise UnusableRecord(f"sensor_data.timestamp {timestamp!r} is not ISO-8601") from exc
+        at_us = event_time_us(timestamp)
+        if at_us is None:
+            raise UnusableRecord(f"sensor_data.timestamp {timestamp[:64]!r} is not ISO-8601")
         return cls(reading_key(data), at_us, record, batch_id, scenario)
 
     @property
@@ -123,60 +111,30 @@ class Detection:
 
 @dataclass(slots=True)
 class LocationState:
-    """Everything the notifier must remember about one location (persisted as JSON)."""
+    """What the notifier must remember about one location: the cool-down bound and the
+    anomalies not decided yet (checkpointed with the shard)."""
 
     location: str
-    max_seen_us: int | None = None
-    watermark_us: int | None = None
     cooldown_until_us: int | None = None
     pending: dict[str, Anomaly] = field(default_factory=dict)
-    deliveries: deque[str] = field(default_factory=deque)
 
-    def admit(self, anomaly: Anomaly) -> Admission:
-        """Take one anomaly, judged against the watermark as it stands."""
-        return self.admit_judged(anomaly, late_at_or_before=self.watermark_us)
-
-    def admit_judged(self, anomaly: Anomaly, *, late_at_or_before: int | None) -> Admission:
-        """Take one anomaly, late if at or before the given bound. The bound must not be
-        below the watermark of any decision made (the handler's hold ensures it)."""
+    def admit(self, anomaly: Anomaly, *, decided_us: int | None) -> Admission:
+        """Take one anomaly; late if at or before the watermark decisions were made at."""
         if anomaly.key in self.pending:
             return Admission.DUPLICATE
-        if late_at_or_before is not None and anomaly.at_us <= late_at_or_before:
+        if decided_us is not None and anomaly.at_us <= decided_us:
             return Admission.LATE
         if self.cooldown_until_us is not None and anomaly.at_us <= self.cooldown_until_us:
             return Admission.COOLDOWN
         self.pending[anomaly.key] = anomaly
         return Admission.ACCEPTED
 
-    def saw(self, at_us: int) -> None:
-        if self.max_seen_us is None or at_us > self.max_seen_us:
-            self.max_seen_us = at_us
-
-    def advance(self, grace_us: int) -> None:
-        """Move the watermark to latest-seen minus grace (it never moves back)."""
-        if self.max_seen_us is not None:
-            self._raise_watermark(self.max_seen_us - grace_us)
-
-    def flush_idle(self) -> None:
-        """The location went quiet: everything seen so far is final."""
-        if self.max_seen_us is not None:
-            self._raise_watermark(self.max_seen_us)
-
-    def _raise_watermark(self, to_us: int) -> None:
-        if self.watermark_us is None or to_us > self.watermark_us:
-            self.watermark_us = to_us
-
-    def remember_delivery(self, fingerprint: str, limit: int) -> None:
-        self.deliveries.append(fingerprint)
-        while len(self.deliveries) > limit:
-            self.deliveries.popleft()
-
-    def detect(self, rules: BurstRules) -> Detection:
+    def detect(self, rules: BurstRules, watermark_us: int) -> Detection:
         """Make every decision the watermark allows; decided anomalies leave ``pending``."""
         found = Detection()
-        if self.watermark_us is None or not self.pending:
+        if not self.pending:
             return found
-        wm = self.watermark_us
+        wm = watermark_us
         ordered = sorted(self.pending.values(), key=lambda a: a.order)
         i = 0
         while i < len(ordered):
@@ -206,13 +164,9 @@ class LocationState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": 1,
             "location": self.location,
-            "max_seen_us": self.max_seen_us,
-            "watermark_us": self.watermark_us,
             "cooldown_until_us": self.cooldown_until_us,
             "pending": [a.to_dict() for a in sorted(self.pending.values(), key=lambda a: a.order)],
-            "deliveries": list(self.deliveries),
         }
 
     @classmethod
@@ -220,9 +174,6 @@ class LocationState:
         pending = [Anomaly.from_dict(p) for p in data.get("pending", [])]
         return cls(
             location=data["location"],
-            max_seen_us=data.get("max_seen_us"),
-            watermark_us=data.get("watermark_us"),
             cooldown_until_us=data.get("cooldown_until_us"),
             pending={a.key: a for a in pending},
-            deliveries=deque(data.get("deliveries", [])),
         )

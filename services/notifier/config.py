@@ -3,7 +3,7 @@
 The burst rule itself (``min_anomalies``, ``window_seconds``, ``cooldown_seconds``) lives in
 ``pipeline-config-v2.yaml``; the knobs here say how long to wait for out-of-order input.
 Environment: ``SENSORPIPE_NOTIFIER_<NAME>``. Unset values follow the windowing section
-(the same stream, the same lateness) and the queue's visibility timeout.
+(the same stream, the same lateness).
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ _US = 1_000_000
 class NotifierSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SENSORPIPE_NOTIFIER_", extra="ignore")
 
-    # Event-time lateness tolerated per location; default windowing.grace_seconds.
+    # Event-time lateness tolerated; default windowing.grace_seconds.
     grace_seconds: float | None = Field(default=None, ge=0)
-    # Wall-clock quiet time after which a location's pending anomalies are final;
-    # default windowing.idle_flush_seconds.
+    # A source quiet this long (processing time) stops holding decisions back: what
+    # was seen of it is final; default windowing.idle_flush_seconds.
     idle_flush_seconds: float | None = Field(default=None, gt=0)
-    # After start-up no decision is made for this long, so messages a crashed
-    # predecessor held come back first; default: visibility timeout + 2 s.
-    recovery_hold_seconds: float | None = Field(default=None, ge=0)
-    # Delivery fingerprints remembered per location to recognise redeliveries.
-    remembered_deliveries: int = Field(default=256, ge=1, le=100_000)
-    state_prefix: str = "notifier-state"
+    # The checkpoint (and the bursts decided) is written after every received batch and
+    # on idle ticks; within one received batch, also once this much time passed.
+    commit_interval_seconds: float = Field(default=0.25, ge=0, le=60)
+    max_in_flight: int = Field(default=500, ge=20, le=100_000)
     record_prefix: str = "notifications"
 
 
@@ -62,9 +60,8 @@ class ResolvedSettings:
 
     rules: BurstRules
     idle_flush_s: float
-    recovery_hold_s: float
-    remembered_deliveries: int
-    state_prefix: str
+    commit_interval_s: float
+    max_in_flight: int
     record_prefix: str
 
 
@@ -77,16 +74,10 @@ def resolve(config: PipelineConfig, settings: NotifierSettings | None = None) ->
         if own.idle_flush_seconds is not None
         else config.windowing.idle_flush_seconds
     )
-    hold = (
-        own.recovery_hold_seconds
-        if own.recovery_hold_seconds is not None
-        else config.queues.visibility_timeout_seconds + 2.0
-    )
     return ResolvedSettings(
         rules=BurstRules.from_seconds(n.min_anomalies, n.window_seconds, n.cooldown_seconds, grace),
         idle_flush_s=idle,
-        recovery_hold_s=hold,
-        remembered_deliveries=own.remembered_deliveries,
-        state_prefix=own.state_prefix.strip("/"),
+        commit_interval_s=own.commit_interval_seconds,
+        max_in_flight=own.max_in_flight,
         record_prefix=own.record_prefix.strip("/"),
     )

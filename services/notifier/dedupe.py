@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sensorpipe.objects import ObjectWriteError, ObjectWriter
+from sensorpipe.store import Expect, ObjectStore, StoreConflict, StoreError
 from services.notifier.bursts import Burst
 from services.notifier.errors import PublishError
 from services.notifier.message import encode_body, fit_message, group_id, location_slug
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
 
@@ -36,37 +35,27 @@ class Published(StrEnum):
 class NotificationLedger:
     """The durable record of sent notifications (archival bucket)."""
 
-    def __init__(self, s3: S3Client, bucket: str, prefix: str, *, service: str) -> None:
-        self._s3 = s3
-        self._writer = ObjectWriter(s3, service=service)
-        self.bucket = bucket
+    def __init__(self, store: ObjectStore, prefix: str) -> None:
+        self._store = store
         self.prefix = prefix
 
     def key(self, location: str, burst_id: str) -> str:
         return f"{self.prefix}/{location_slug(location)}/{burst_id}.json"
 
     def uri(self, location: str, burst_id: str) -> str:
-        return f"s3://{self.bucket}/{self.key(location, burst_id)}"
+        return self._store.uri(self.key(location, burst_id))
 
     def sent(self, location: str, burst_id: str) -> bool:
-        try:
-            self._s3.head_object(Bucket=self.bucket, Key=self.key(location, burst_id))
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return self._store.exists(self.key(location, burst_id))
 
     def record(self, location: str, burst_id: str, body: bytes, metadata: dict[str, str]) -> None:
         # Losing the conditional put means another process recorded the same burst.
-        self._writer.put(
-            self.bucket,
-            self.key(location, burst_id),
-            body,
-            metadata=metadata,
-            only_if_absent=True,
-        )
+        try:
+            self._store.put(
+                self.key(location, burst_id), body, metadata=metadata, expect=Expect.ABSENT
+            )
+        except StoreConflict:
+            return
 
 
 class NotificationSender:
@@ -110,6 +99,6 @@ class NotificationSender:
             # S3 metadata must be ASCII: the location goes in percent-encoded.
             metadata = {**attributes, "location": location_slug(location)}
             self.ledger.record(location, burst_id, encode_body(body), metadata)
-        except (ClientError, BotoCoreError, ObjectWriteError) as exc:
+        except (ClientError, BotoCoreError, StoreError) as exc:
             raise PublishError(burst_id, location, str(exc)) from exc
         return Published.SENT

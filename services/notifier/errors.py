@@ -19,18 +19,3 @@ class PublishError(NotifierError):
             f"notification {burst_id} for location {location!r} failed: {cause}",
             hint="the input messages are not acknowledged; the burst is found again on retry",
         )
-
-
-class StateConflictError(NotifierError):
-    """Another process wrote a location's state since this one read it."""
-
-    def __init__(self, location: str, key: str) -> None:
-        self.location = location
-        super().__init__(
-            f"state of location {location!r} ({key}) was changed by another process",
-            hint="two notifiers consume the same shard; run one consumer per notify queue",
-        )
-
-
-class StateReadError(NotifierError):
-    """A persisted location state cannot be read or parsed."""

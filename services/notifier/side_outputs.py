@@ -1,9 +1,10 @@
 """Anomalous records the notifier sets aside, written to the error bucket with reasons.
 
-Per input message (deterministic key from its batch id, so a redelivery overwrites):
-``late-anomalies/<partition>/<batch_id>.jsonl.gz`` for readings at or before their
-location's watermark, ``unusable-anomalies/<partition>/<batch_id>.jsonl.gz`` for records
-the notifier cannot place. The partition is the event time of the earliest entry.
+Per source batch and shard (deterministic key from the batch's name, so a redo
+overwrites): ``late-anomalies/<partition>/<name>.jsonl.gz`` for readings at or before the
+watermark decisions were made at, ``unusable-anomalies/<partition>/<name>.jsonl.gz`` for
+records the notifier cannot place. The partition is the event time of the earliest
+entry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sensorpipe.objects import ObjectWriter, hive_partition, jsonl, parse_event_time
+from sensorpipe.objects import hive_partition, jsonl, parse_event_time
+from sensorpipe.store import ObjectStore
 from services.notifier.bursts import Anomaly, LocationState
 
 LATE_PREFIX = "late-anomalies"
@@ -27,20 +29,22 @@ def _iso(at_us: int | None) -> str | None:
 
 @dataclass
 class SideOutput:
-    """Records of one message that go to the error bucket, with their reasons."""
+    """Records of one batch that go to the error bucket, with their reasons."""
 
+    name: str  # names the objects: the source batch and shard
     batch_id: str
     created_at: str
     late: list[dict[str, Any]] = field(default_factory=list)
     unusable: list[dict[str, Any]] = field(default_factory=list)
 
-    def add_late(self, anomaly: Anomaly, state: LocationState) -> None:
+    def add_late(self, anomaly: Anomaly, state: LocationState, decided_us: int | None) -> None:
         self.late.append(
             {
-                "reason": "late: at or before the location's watermark, where bursts are "
-                "already decided (or a replay of readings already evaluated)",
+                "reason": "late: at or before the watermark bursts were already decided at "
+                "(its source wrote it more than the grace late, or a replay of readings "
+                "already evaluated)",
                 "location": state.location,
-                "watermark": _iso(state.watermark_us),
+                "watermark": _iso(decided_us),
                 "reading_key": anomaly.key,
                 "record": anomaly.record,
             }
@@ -49,15 +53,15 @@ class SideOutput:
     def add_unusable(self, record: Any, reason: str) -> None:
         self.unusable.append({"reason": reason, "record": record})
 
-    def write(self, writer: ObjectWriter, bucket: str, *, service: str) -> None:
+    def write(self, store: ObjectStore, *, service: str) -> None:
         for prefix, entries in ((LATE_PREFIX, self.late), (UNUSABLE_PREFIX, self.unusable)):
             if not entries:
                 continue
-            key = f"{prefix}/{hive_partition(self._partition_time(entries))}/{self.batch_id}"
-            writer.put(
-                bucket,
+            key = f"{prefix}/{hive_partition(self._partition_time(entries))}/{self.name}"
+            store.put(
                 f"{key}.jsonl.gz",
                 jsonl(entries, compress=True),
+                content_type="application/x-ndjson",
                 gzipped=True,
                 metadata={
                     "service": service,

@@ -1,78 +1,67 @@
-"""kill -9 of the notifier in the middle of the stream, then a restart: the same
-notifications as the reference, none missing, none doubled."""
+"""kill -9 of the notifier in the middle of a live stream, then a restart: it resumes
+from the shard's checkpoint and the notifications are exactly the reference bursts,
+none missing, none sent twice."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from sensorpipe.aws import s3_client
 from tests.services.notifier.live import (
+    Inbox,
     as_bursts,
+    check_late,
+    feed_warm_up_then_rest,
     in_flight,
-    late_keys,
-    live_run,
+    ledger_keys,
+    live_source,
     metric,
-    read_notifications,
-    send,
-    settle,
+    notifier_pipeline,
+    plan,
     start_notifier,
     wait_until,
 )
-from tests.services.notifier.stream import key_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+SENT = "sensorpipe_notifier_notifications_total"
 
 
-def test_kill_9_mid_run_and_restart_changes_nothing(localstack: str, tmp_path: Path) -> None:
-    pipeline, stream, reference = live_run(tmp_path, localstack, seed=23)
+def test_kill_9_mid_run_and_a_restart_give_the_same_bursts_none_twice(
+    localstack: str, tmp_path: Path
+) -> None:
+    live = live_source(23)
+    pipeline = notifier_pipeline(tmp_path, localstack)
     queue = pipeline.config.queues.notify_shard_names()[0]
-    bursts = sum(len(v) for v in reference.values())
-
-    first = start_notifier(pipeline, tmp_path / "logs", hold_s=0)  # a fresh queue
-
-    def feed() -> None:  # a live stream: ten envelopes every 0.3 s
-        for start in range(0, len(stream.envelopes), 10):
-            send(pipeline, queue, stream.envelopes[start : start + 10])
-            time.sleep(0.3)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
+    logs = tmp_path / "logs"
+    first = start_notifier(pipeline, logs)
+    second = None
+    feeder = feed_warm_up_then_rest(pipeline, plan(live, 1, seed=23), pause_s=0.25)
     try:
-        sent = "sensorpipe_notifier_notifications_total"
 
-        def mid_batch() -> bool:  # some notifications out and messages in flight
-            return metric(first, sent, outcome="sent") >= 8 and in_flight(pipeline, queue) > 0
+        def mid_run() -> bool:  # notifications out, messages received and not acknowledged
+            return metric(first, SENT, outcome="sent") >= 3 and in_flight(pipeline, queue) > 0
 
-        # Generous: on a loaded 2-core CI machine the first notifications take longer.
-        wait_until(mid_batch, 90, "notifications sent while messages are in flight")
-        first.kill()  # SIGKILL: received messages unacknowledged, states maybe half written
-        assert feeder.is_alive(), "the kill must land while input is still arriving"
-        # The default recovery hold (visibility timeout + 2 s) makes the restart safe:
-        # what the killed process had received comes back before any decision.
-        second = start_notifier(pipeline, tmp_path / "logs")
+        wait_until(mid_run, 40, "notifications sent while messages are in flight")
+        first.kill()  # SIGKILL: held messages unacknowledged, outputs maybe half written
+        assert feeder.running, "the kill must land while input is still arriving"
+        recorded = ledger_keys(pipeline)  # bursts the killed process sent and recorded
+        assert 3 <= len(recorded) < live.bursts
+        second = start_notifier(pipeline, logs)
         feeder.join()
-        settle(pipeline, [second])
-    finally:
-        feeder.join()
-        first.kill()
-    try:
-        notes = read_notifications(pipeline)
-        ids = sorted(n["burst_id"] for n in notes)
-        assert len(ids) == len(set(ids)) == bursts, f"{len(ids)} read, {bursts} expected"
-        assert as_bursts(notes) == reference
-        late = late_keys(pipeline)
+        notes = Inbox(pipeline).wait_for(live.bursts, [second])
+        assert as_bursts(notes) == live.expected
+        assert len({n["burst_id"] for n in notes}) == len(notes) == live.bursts
+        assert len(ledger_keys(pipeline)) == live.bursts
+        # The restarted process sent exactly the bursts not recorded before the kill.
+        assert metric(second, SENT, outcome="sent") == live.bursts - len(recorded)
+        check_late(pipeline, live)
+        log = second.log_file.read_text()
         assert (
-            {key_of(r) for r in stream.late}
-            <= late
-            <= {key_of(r) for r in stream.late} | (stream.duplicated)
+            f"resumed from s3://{pipeline.bucket('archival')}/_checkpoints/notifier-shard-0.json"
+            in log
         )
-        ledger = s3_client().list_objects_v2(
-            Bucket=pipeline.bucket("archival"), Prefix="notifications/"
-        )
-        assert ledger["KeyCount"] == bursts
     finally:
-        second.terminate()
+        first.kill()
+        if second is not None:
+            second.terminate()

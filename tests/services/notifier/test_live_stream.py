@@ -1,79 +1,82 @@
-"""Against LocalStack with a real notifier process: the 100,000-reading stream gives
-exactly the reference bursts, and redeliveries and replays notify nothing more."""
+"""Against LocalStack with a real notifier process: three sources' positioned batches,
+as the router sends them (progress envelopes included, some split, some delivered
+twice), give exactly the reference bursts; late rows go to the error bucket; parts
+delivered again after they were applied notify nothing more."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from sensorpipe.aws import s3_client
-from sensorpipe.envelope import Envelope
 from tests.services.notifier.live import (
+    IDLE_S,
+    Inbox,
     as_bursts,
-    late_keys,
-    live_run,
+    check_late,
+    checkpoint,
+    feed_warm_up_then_rest,
+    ledger_keys,
+    live_source,
     metric,
-    read_notifications,
+    notifier_pipeline,
+    plan,
+    queue_empty,
     send,
-    settle,
     start_notifier,
+    wait_until,
 )
-from tests.services.notifier.stream import key_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 SENT = "sensorpipe_notifier_notifications_total"
+PARTS = "sensorpipe_sequencer_parts_total"
 
 
-def rebatched(envelopes: list[Envelope], run: str) -> list[Envelope]:
-    """The same readings under new batch ids, as a replay from the archive produces."""
-    return [e.with_records(e.records, batch_id=f"{run}-{e.batch_id}") for e in envelopes]
-
-
-def test_stream_bursts_match_the_reference_and_replays_add_none(
+def test_a_positioned_stream_gives_exactly_the_reference_bursts(
     localstack: str, tmp_path: Path
 ) -> None:
-    pipeline, stream, reference = live_run(tmp_path, localstack, seed=11)
+    live = live_source(11)
+    assert live.bursts >= 10 and len(live.expected) == 5
+    pipeline = notifier_pipeline(tmp_path, localstack)
     queue = pipeline.config.queues.notify_shard_names()[0]
-    bursts = sum(len(v) for v in reference.values())
-    assert bursts >= 30 and len(reference) == 5
-
-    # A fresh queue has no crashed predecessor: no recovery hold needed.
-    notifier = start_notifier(pipeline, tmp_path / "logs", hold_s=0)
+    rounds = plan(live, 1, seed=11)
+    assert any(e.records == [] for r in rounds for _, e in r)  # progress envelopes
+    assert any(e.position and e.position.part for r in rounds for _, e in r)  # pieces
+    notifier = start_notifier(pipeline, tmp_path / "logs")
     try:
-        send(pipeline, queue, stream.envelopes)
-        send(pipeline, queue, stream.envelopes[40:60])  # delivered twice, as SQS may
-        settle(pipeline, [notifier])
-        notes = read_notifications(pipeline)
-        assert as_bursts(notes) == reference
-        assert len({n["burst_id"] for n in notes}) == bursts
-        late = late_keys(pipeline)
-        assert (
-            {key_of(r) for r in stream.late}
-            <= late
-            <= {key_of(r) for r in stream.late} | (stream.duplicated)
-        )
+        feed_warm_up_then_rest(pipeline, rounds, pause_s=0.05, per_send=3).join()
+        inbox = Inbox(pipeline)
+        notes = inbox.wait_for(live.bursts, [notifier])
+        assert as_bursts(notes) == live.expected
+        assert len({n["burst_id"] for n in notes}) == len(notes) == live.bursts
+        check_late(pipeline, live)
+        # The ledger holds every notification in full, under the key the body names.
+        assert len(ledger_keys(pipeline)) == live.bursts
+        note = notes[0]
+        key = note["record"].removeprefix(f"s3://{pipeline.bucket('archival')}/")
+        stored = s3_client().get_object(Bucket=pipeline.bucket("archival"), Key=key)
+        assert orjson.loads(stored["Body"].read())["reading_keys"] == note["reading_keys"]
+        # The shard's checkpoint: every source applied to its last batch.
+        data = checkpoint(pipeline, 0)
+        assert data is not None
+        last = {b.stream: b.seq for b in live.source.batches}
+        assert {k: s["next"] for k, s in data["streams"]["streams"].items()} == {
+            k: seq + 1 for k, seq in last.items()
+        }
+        assert all(loc["pending"] == [] for loc in data["state"]["locations"])
+        assert metric(notifier, SENT, outcome="sent") == live.bursts
 
-        send(pipeline, queue, stream.envelopes[:12])  # a replay of the same messages
-        send(pipeline, queue, rebatched(stream.envelopes[100:112], "replay"))
-        settle(pipeline, [notifier])
-        assert read_notifications(pipeline) == []
-        assert metric(notifier, SENT, outcome="sent") == bursts
+        # Old parts delivered again: recognised as applied, acknowledged, no notification.
+        applied = metric(notifier, PARTS, verdict="applied")
+        again = [s for r in rounds[1:13] for s in r]
+        send(pipeline, again)
+        wait_until(lambda: queue_empty(pipeline, queue), 30, "the copies acknowledged")
+        time.sleep(IDLE_S + 1)
+        assert inbox.read() == 0
+        assert metric(notifier, PARTS, verdict="applied") - applied == len(again)
+        assert metric(notifier, SENT, outcome="sent") == live.bursts
     finally:
         notifier.terminate()
-
-    # The state is lost (a new deployment) and everything is replayed: the same burst
-    # ids come out, and the durable ledger, not SQS's 5-minute window, stops them.
-    s3 = s3_client()
-    archival = pipeline.bucket("archival")
-    for item in s3.list_objects_v2(Bucket=archival, Prefix="notifier-state/")["Contents"]:
-        s3.delete_object(Bucket=archival, Key=item["Key"])
-    again = start_notifier(pipeline, tmp_path / "logs", hold_s=0)
-    try:
-        send(pipeline, queue, rebatched(stream.envelopes, "replay2"))
-        settle(pipeline, [again])
-        assert read_notifications(pipeline) == []
-        assert metric(again, SENT, outcome="sent") == 0
-        assert metric(again, SENT, outcome="already_sent") == bursts
-    finally:
-        again.terminate()
