@@ -80,6 +80,7 @@ def make_pipeline(
             base[section].update(values)
         else:
             base[section] = values
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "pipeline-config-v2.yaml"
     path.write_text(yaml.safe_dump(base, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORPIPE__")}

@@ -90,9 +90,11 @@ class Stack:
 
     # -- services ------------------------------------------------------------------
 
-    def start(self, name: str) -> ServiceProcess:
-        process = ServiceProcess(f"services.{name}", self.env, self.tmp / "logs").start()
-        self.services[name] = process
+    def start(self, name: str, *args: str, key: str | None = None) -> ServiceProcess:
+        """Start ``services.<name>`` (``args``: its flags); ``key`` names a replica."""
+        logs = self.tmp / "logs" / key if key else self.tmp / "logs"
+        process = ServiceProcess(f"services.{name}", self.env, logs, list(args))
+        self.services[key or name] = process.start()
         return process
 
     def stop(self, name: str) -> None:
@@ -130,7 +132,20 @@ class Stack:
             f"pipeline-controller set {scenario}",
         )
 
-    def simulate(self, name: str, seed: int, rows: int, replay_start: str) -> Dataset:
+    def simulate(
+        self,
+        name: str,
+        seed: int,
+        rows: int,
+        replay_start: str,
+        *,
+        sensors: int = 10,
+        locations: int = 3,
+        rate: float = 50,
+        invalid: float = 0.1,
+        anomalies: float = 0.05,
+        extra: tuple[str, ...] = (),
+    ) -> Dataset:
         db, manifest = self.tmp / f"{name}.db", self.tmp / f"{name}.manifest.json"
         run(
             [
@@ -146,17 +161,18 @@ class Stack:
                 "--replay-start",
                 replay_start,
                 "--rate",
-                "50",
+                str(rate),
                 "--sensors",
-                "10",
+                str(sensors),
                 "--locations",
-                "3",
+                str(locations),
                 "--invalid-fraction",
-                "0.1",
+                str(invalid),
                 "--anomaly-probability",
-                "0.05",
+                str(anomalies),
                 "--manifest",
                 str(manifest),
+                *extra,
             ],
             self.env,
             "simulator",

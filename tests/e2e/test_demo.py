@@ -60,6 +60,11 @@ def test_demo_runs_every_stage_and_accounts_for_every_row(localstack: str) -> No
     assert summary.group(1) == summary.group(2) == "2400"
     count = re.search(r"(\d+) one-minute windows", output)
     assert count is not None and int(count.group(1)) > 0
+    # The demo's rows are written in order: every window is written once, nothing late.
+    written = re.search(r"windows: (\d+) written, (\d+) revised .*?; (\d+) reading", output)
+    assert written is not None, output[-2000:]
+    assert written.group(1) == count.group(1)
+    assert (written.group(2), written.group(3)) == ("0", "0")
     assert re.search(r"0 message\(s\) in DLQs", output)
     rejected = re.search(r"rejected (\d+)", output)
     assert rejected is not None

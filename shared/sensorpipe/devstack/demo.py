@@ -4,9 +4,11 @@ Starts LocalStack (unless one answers already), provisions a fresh demo prefix,
 simulates a fleet's database (a quarter of an hour of readings replayed from the past,
 with invalid rows and anomalies), sets the ``notification`` scenario (every stage acts),
 starts every service as its own process, uploads the database once, waits until every
-queue is drained, prints what landed where and checks that every row is accounted
-for, then stops what it started. With ``--dashboard`` it first serves the web dashboard
-over the run until Ctrl-C (or SIGTERM).
+queue is drained and the last windows are written, prints what landed where, the
+windows written and revised and the readings judged late, and checks that every row is
+accounted for and that no on-time reading went to ``late/``, then stops what it
+started. With ``--dashboard`` it first serves the web dashboard over the run until
+Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.config import load_pipeline_config
-from sensorpipe.config.pipeline import PipelineConfig, QueueSettings
+from sensorpipe.config.pipeline import BucketKind, PipelineConfig, QueueSettings
 from sensorpipe.devstack.localstack import LocalStackHost, aws_environment
 from sensorpipe.devstack.processes import ServiceProcess, free_port
 from sensorpipe.objects import read_jsonl
@@ -76,6 +79,48 @@ def _wait_drained(config: PipelineConfig, timeout_s: float) -> bool:
             print(f"  ... {depth} message(s) still in the pipeline", flush=True)
         time.sleep(2)
     return False
+
+
+def _wait_windows_written(aggregator: ServiceProcess, timeout_s: float) -> bool:
+    """Messages are acknowledged once checkpointed; the last windows close when the
+    source has gone quiet (idle flush). True once the aggregator has none open."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        open_windows = [
+            line
+            for line in aggregator.metrics_text().splitlines()
+            if line.startswith("sensorpipe_aggregator_open_windows ")
+        ]
+        if open_windows and float(open_windows[0].split()[1]) == 0:
+            return True
+        time.sleep(1)
+    print(f"  windows still open after {timeout_s:.0f} s", flush=True)
+    return False
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    written: int
+    revised: int  # written again, holding a reading that came after the first write
+    late: int  # readings beyond the allowed lateness (late/ in the error bucket)
+
+
+def _window_summary(config: PipelineConfig) -> WindowSummary:
+    s3 = s3_client()
+    aggregated = config.buckets.name(BucketKind.AGGREGATED)
+    prefix = config.windowing.output_prefix.strip("/") + "/"
+    written = revised = late = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=aggregated, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            written += 1
+            head = s3.head_object(Bucket=aggregated, Key=obj["Key"])
+            revised += head["Metadata"].get("revision", "0") != "0"
+    error = config.buckets.name(BucketKind.ERROR)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=error, Prefix="late/"):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=error, Key=obj["Key"])["Body"].read()
+            late += sum(line["reason"] != "no_event_time" for line in read_jsonl(body))
+    return WindowSummary(written, revised, late)
 
 
 def _bucket_summary(config: PipelineConfig) -> dict[str, int]:
@@ -168,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         _run(["edge.uploader", "--db", str(db), "--once"], env)
         print("Waiting for the pipeline to drain ...", flush=True)
         drained = _wait_drained(config, timeout_s=240)
+        aggregator = next(s for s in services if s.module == "services.aggregator")
+        drained = drained and _wait_windows_written(aggregator, timeout_s=120)
+        windows = _window_summary(config)
         records = _bucket_summary(config)
         dlqs = [QueueSettings.dlq_name(q) for q in config.queues.consumer_queues()]
         queues = _approximate_counts(config, [config.queues.notifications, *dlqs])
@@ -185,7 +233,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{queues[config.queues.notifications]} notification(s); "
             f"{sum(queues[d] for d in dlqs)} message(s) in DLQs"
         )
+        print(
+            f"windows: {windows.written} written, {windows.revised} revised after a later "
+            f"reading; {windows.late} reading(s) beyond the allowed lateness in late/"
+        )
         ok = drained and (args.scenario != "notification" or landed == rows)
+        if windows.late:
+            # The demo's rows are all written in order: none may be judged late.
+            print(f"FAIL: {windows.late} on-time reading(s) went to late/")
+            ok = False
     finally:
         for service in services:
             if service.process is not None:
