@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -39,18 +40,22 @@ class OutputReadError(SensorPipeError):
     """A written window cannot be read back as a window document."""
 
 
+@lru_cache(maxsize=4096)  # window starts and ends: every sensor's share one per minute
 def _iso(at_us: int) -> str:
     moment = datetime.fromtimestamp(at_us // _US, UTC).replace(microsecond=at_us % _US)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@lru_cache(maxsize=4096)
+def _start_parts(start_us: int) -> tuple[str, str]:
+    start = datetime.fromtimestamp(start_us // _US, UTC)
+    return hive_partition(start), start.strftime("%Y%m%dT%H%M%SZ")
+
+
 def window_key(prefix: str, window: WindowId) -> str:
-    start = datetime.fromtimestamp(window.start_us // _US, UTC)
+    partition, name = _start_parts(window.start_us)
     sensor = quote(window.sensor_id, safe="-_.")
-    return (
-        f"{prefix.strip('/')}/{hive_partition(start)}/sensor_id={sensor}/"
-        f"{start.strftime('%Y%m%dT%H%M%SZ')}.json"
-    )
+    return f"{prefix.strip('/')}/{partition}/sensor_id={sensor}/{name}.json"
 
 
 def window_document(state: WindowState, size_us: int) -> dict[str, Any]:

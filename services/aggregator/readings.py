@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -35,10 +35,18 @@ _MICROSECOND = timedelta(microseconds=1)
 # Instants a datetime can spell in UTC (years 1 to 9999).
 _MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
 _MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND
-_SENSOR_DATA = itemgetter("sensor_data")
-_SCHEMA = pa.schema(
-    [("sensor_id", pa.string()), ("timestamp", pa.string())]
-    + [(name, pa.float64()) for name in METRICS]
+# What the router sends the aggregator: the reading, and its anomaly mark.
+_ROUTED = pa.schema(
+    [
+        (
+            "sensor_data",
+            pa.struct(
+                [("sensor_id", pa.string()), ("timestamp", pa.string())]
+                + [(name, pa.float64()) for name in METRICS]
+            ),
+        ),
+        ("anomalous", pa.bool_()),
+    ]
 )
 _INSTANT = pa.timestamp("us", tz="UTC")
 _QUALITY, _ANOMALOUS, _MARK = (
@@ -109,20 +117,25 @@ def _quick(records: list[Record], part_of: list[int], parts: list[Envelope]) -> 
         none = np.zeros(0, np.int64)
         return _columns([], [], none, none, empty, [], parts, [], validated=True)
     try:
-        table = pa.RecordBatch.from_pylist(list(map(_SENSOR_DATA, records)), schema=_SCHEMA)
-        stamps = pc.cast(table.column(1), _INSTANT).cast(pa.int64())
+        routed = pa.RecordBatch.from_pylist(records, schema=_ROUTED)
+        table = cast(pa.StructArray, routed.column(0)).flatten()
+        stamps = pc.cast(table[1], _INSTANT).cast(pa.int64())
     except (pa.ArrowException, KeyError) as exc:
         raise ValueError(f"not the quick path's columns: {exc}") from exc
-    sensors = table.column(0).dictionary_encode()
+    sensors = table[0].dictionary_encode()
     if sensors.null_count or stamps.null_count:
         raise ValueError("a reading without a sensor id or a timestamp")
     at_us = stamps.to_numpy()
     if at_us.min() < _MIN_US or at_us.max() > _MAX_US:
         raise ValueError("an instant outside years 1-9999")
-    values = np.vstack([table.column(i).to_numpy(zero_copy_only=False) for i in range(2, 7)])
+    values = np.vstack([table[i].to_numpy(zero_copy_only=False) for i in range(2, 7)])
     names = [str(name) for name in sensors.dictionary.to_pylist()]
     codes = sensors.indices.to_numpy().astype(np.int64)
-    return _columns(records, names, codes, at_us, values, part_of, parts, [], validated=True)
+    flags = routed.column(1)
+    anomalous = None if flags.null_count else flags.to_numpy(zero_copy_only=False)
+    return _columns(
+        records, names, codes, at_us, values, part_of, parts, [], validated=True, marks=anomalous
+    )
 
 
 def _exact(records: list[Record], part_of: list[int], parts: list[Envelope]) -> Readings:
@@ -170,11 +183,12 @@ def _columns(
     unusable: list[Unusable],
     *,
     validated: bool,
+    marks: npt.NDArray[np.bool_] | None = None,
 ) -> Readings:
     if not all(name for name in names):
         raise ValueError("an empty sensor id")
     provenance, origin = _provenance(records, part_of, parts)
-    anomalous = _anomalous(records, validated=validated)
+    anomalous = marks if marks is not None else _anomalous(records, validated=validated)
     with np.errstate(invalid="ignore"):
         values = np.where(np.isfinite(values), values, math.nan)
     return Readings(

@@ -70,13 +70,13 @@ class Moments:
 
 
 def group_moments(values: Floats, groups: Ints, count: int) -> Moments:
-    """Statistics per group: ``values`` is (K, rows) with NaN for missing, ``groups``
-    the group of each row (0 .. count-1, every group non-empty).
+    """Statistics per group: ``values`` is (K, rows), finite or NaN for missing,
+    ``groups`` the group of each row (0 .. count-1, every group non-empty).
 
     Sums use ``bincount``, which adds each (group, metric)'s values one after the other
     in row order: the result depends only on the group's own values and their order,
     not on where they sit in the batch (numpy's pairwise sums would)."""
-    ok = np.isfinite(values)
+    ok = ~np.isnan(values)  # the caller's missing values are NaN
     bins = (groups[np.newaxis, :] * K + np.arange(K)[:, np.newaxis]).ravel()
 
     def sums(weights: Floats) -> Floats:
@@ -93,10 +93,9 @@ def group_moments(values: Floats, groups: Ints, count: int) -> Moments:
         order = np.argsort(groups, kind="stable")
         groups, values, ok = groups[order], values[:, order], ok[:, order]
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    present = np.where(ok, values, math.nan)
     with np.errstate(invalid="ignore"):
-        low = np.fmin.reduceat(present, starts, axis=1).T
-        high = np.fmax.reduceat(present, starts, axis=1).T
+        low = np.fmin.reduceat(values, starts, axis=1).T
+        high = np.fmax.reduceat(values, starts, axis=1).T
     low = np.where(n > 0, low, math.inf)
     high = np.where(n > 0, high, -math.inf)
     return Moments(n, mean, m2, low, high)
@@ -117,16 +116,24 @@ def summary(moments: Moments, records: int) -> dict[str, dict[str, Any]]:
     """One window's figures per metric: count, missing, mean, min, max, sample stddev
     (n - 1) and m2; None where there is no value to report."""
     out: dict[str, dict[str, Any]] = {}
-    for k, name in enumerate(METRICS):
-        count = int(moments.n[k])
+    columns = zip(
+        METRICS,
+        moments.n.tolist(),
+        moments.mean.tolist(),
+        moments.m2.tolist(),
+        moments.min.tolist(),
+        moments.max.tolist(),
+        strict=True,
+    )
+    for name, n, mean, m2, low, high in columns:
+        count = int(n)
         has = count > 0
-        m2 = float(moments.m2[k])
         out[name] = {
             "count": count,
             "missing": records - count,
-            "mean": float(moments.mean[k]) if has else None,
-            "min": float(moments.min[k]) if has else None,
-            "max": float(moments.max[k]) if has else None,
+            "mean": mean if has else None,
+            "min": low if has else None,
+            "max": high if has else None,
             "stddev": math.sqrt(max(m2 / (count - 1), 0.0)) if count > 1 else None,
             "m2": m2 if has else None,
         }

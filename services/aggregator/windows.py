@@ -98,6 +98,9 @@ class Provenance:
         self.origins |= other.origins
 
     def to_dict(self) -> dict[str, list[Any]]:
+        if len(self.origins) == 1:  # the common case: one batch's lineage
+            (only,) = self.origins
+            return {name: [] if v is None else [v] for name, v in zip(_FIELDS, only, strict=True)}
         return {
             name: sorted({o[i] for o in self.origins if o[i] is not None})
             for i, name in enumerate(_FIELDS)

@@ -50,7 +50,7 @@ def test_the_quick_and_the_exact_path_read_the_same_columns() -> None:
 
 def test_the_exact_path_sets_aside_what_cannot_be_windowed_and_counts_bools_missing() -> None:
     records: list[dict[str, Any]] = [
-        {"sensor_data": _row(0, temperature=True, humidity="wet")},
+        {"sensor_data": _row(0, temperature=True, humidity="wet", pressure=math.inf)},
         {"sensor_data": _row(1, timestamp="2026-01-01T12:00:01.250+02:00")},
         {"sensor_data": _row(2, timestamp="not a time")},
         {"sensor_data": _row(3, sensor_id="")},
@@ -66,6 +66,7 @@ def test_the_exact_path_sets_aside_what_cannot_be_windowed_and_counts_bools_miss
     ]
     assert len(got) == 3
     assert math.isnan(got.values[0, 0]) and math.isnan(got.values[1, 0])  # bool, "wet"
+    assert math.isnan(got.values[2, 0])  # infinite: missing
     # 12:00:01.25+02:00 is 10:00:01.25 UTC; the naive one is taken as UTC.
     assert (got.at_us[1] - got.at_us[0]) == 1_000_000
     assert (got.at_us[2] - got.at_us[0]) == 5_000_000
