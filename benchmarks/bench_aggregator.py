@@ -1,12 +1,15 @@
 """Aggregator throughput on one core (readings/s), next to baselines and peers from the same run.
 
     .venv/bin/python benchmarks/bench_aggregator.py [--sensors 100] [--per-sensor 2000]
-                                                    [--batch 500] [--repeat 3] [--smoke]
+                                                    [--batch 2000] [--repeat 3] [--smoke]
 
 Readings are four a second per sensor, shuffled within a few seconds (as an edge node
-writes them), records shaped ``{"sensor_data", "lineage", "quality"}``, cut into
-envelopes of ``--batch`` records carrying ``Position(stream, seq)`` and ``max_event_us``
-as the router stamps them (one shard). Every figure is over the same readings:
+writes them), records shaped ``{"sensor_data", "anomalous"}`` as the router sends them
+to the aggregator, cut into envelopes of ``--batch`` records carrying
+``Position(stream, seq)``, ``max_event_us`` and the batch's lineage ids as the router
+stamps them (one shard). The records every measurement reads are the ones decoded from
+those envelopes' message bodies, as an aggregator receives them (and as the decoder lays
+them out in memory), so every figure is over the same decoded readings:
 
 * aggregator, fold + close: ``build_stage`` over ``MemoryObjectStore`` stores, driven
   the way the sequencer drives it (``prepare``, ``apply``, ``advance`` to the stream's
@@ -555,9 +558,12 @@ def main(argv: list[str] | None = None) -> int:
         core = f"pinned to core {pinned}"
     os.environ.setdefault("POLARS_MAX_THREADS", "1")  # read when polars is imported
 
-    records = make_records(args.sensors, args.per_sensor)
+    made = make_records(args.sensors, args.per_sensor)
+    bodies = encode_all(make_envelopes(made, args.batch))
+    records = [r for body, attributes in bodies for r in decode(body, attributes).records]
+    assert records == made, "the codec gives back what it was given"
+    del made
     envelopes = make_envelopes(records, args.batch)
-    bodies = encode_all(envelopes)
     n = len(records)
     grace_s = config().windowing.grace_seconds
     # The inputs live all run long; frozen, the collector skips them and collections cost

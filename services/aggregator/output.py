@@ -83,7 +83,7 @@ def window_document(state: WindowState, size_us: int) -> dict[str, Any]:
             "job_id_hashes": provenance["job_id_hashes"],
         },
         # The window's readings: each is (sensor_id, window_start + offset), sorted.
-        "reading_offsets_us": state.members.tolist(),
+        "reading_offsets_us": np.ascontiguousarray(state.members),  # orjson writes it natively
     }
 
 
@@ -140,7 +140,7 @@ def render_window(prefix: str, state: WindowState, size_us: int) -> RenderedWind
     }
     return RenderedWindow(
         window_key(prefix, state.id),
-        orjson.dumps(doc, option=orjson.OPT_SORT_KEYS),
+        orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY),
         metadata,
     )
 

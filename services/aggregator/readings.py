@@ -71,7 +71,7 @@ class Readings:
     names: list[str]  # distinct sensor ids; ``codes`` index into it
     codes: Ints
     at_us: Ints
-    values: Floats  # (K, rows)
+    values: Floats  # (rows, K)
     anomalous: npt.NDArray[np.bool_]
     records: list[Record]
     parts: Ints  # each row's part (index into the batch)
@@ -113,7 +113,7 @@ def _quick(records: list[Record], part_of: list[int], parts: list[Envelope]) -> 
     Validation has parsed every timestamp with ``datetime.fromisoformat`` already, and
     Arrow reads the extended ISO-8601 form the same way (offsets included)."""
     if not records:
-        empty = np.zeros((len(METRICS), 0))
+        empty = np.zeros((0, len(METRICS)))
         none = np.zeros(0, np.int64)
         return _columns([], [], none, none, empty, [], parts, [], validated=True)
     try:
@@ -128,7 +128,7 @@ def _quick(records: list[Record], part_of: list[int], parts: list[Envelope]) -> 
     at_us = stamps.to_numpy()
     if at_us.min() < _MIN_US or at_us.max() > _MAX_US:
         raise ValueError("an instant outside years 1-9999")
-    values = np.vstack([table[i].to_numpy(zero_copy_only=False) for i in range(2, 7)])
+    values = np.column_stack([table[i].to_numpy(zero_copy_only=False) for i in range(2, 7)])
     names = [str(name) for name in sensors.dictionary.to_pylist()]
     codes = sensors.indices.to_numpy().astype(np.int64)
     flags = routed.column(1)
@@ -163,8 +163,8 @@ def _exact(records: list[Record], part_of: list[int], parts: list[Envelope]) -> 
         sensors.append(sensor)
         instants.append(at)
     values = np.array(
-        [[numeric(r["sensor_data"].get(m)) for r in kept] for m in METRICS], dtype=np.float64
-    ).reshape(len(METRICS), len(kept))
+        [[numeric(r["sensor_data"].get(m)) for m in METRICS] for r in kept], dtype=np.float64
+    ).reshape(len(kept), len(METRICS))
     at_us = np.array(instants, dtype=np.int64)
     names = list(dict.fromkeys(sensors))  # distinct, in order of appearance
     index = {name: code for code, name in enumerate(names)}
@@ -189,8 +189,9 @@ def _columns(
         raise ValueError("an empty sensor id")
     provenance, origin = _provenance(records, part_of, parts)
     anomalous = marks if marks is not None else _anomalous(records, validated=validated)
-    with np.errstate(invalid="ignore"):
-        values = np.where(np.isfinite(values), values, math.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        values = np.where(infinite, math.nan, values)
     return Readings(
         names=names,
         codes=codes,

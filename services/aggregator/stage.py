@@ -298,7 +298,7 @@ class AggregatorStage:
         readings = read_batch(batch.parts, validated=validated)
         size = self.rules.size_us
         starts_of = readings.at_us // size * size
-        order = np.lexsort((readings.at_us, readings.codes))  # windows follow instants
+        order = _by_sensor_then_instant(readings.codes, readings.at_us)
         codes, starts_sorted = readings.codes[order], starts_of[order]
         at_sorted = readings.at_us[order]
         same_sensor = np.diff(codes) == 0
@@ -330,14 +330,19 @@ class AggregatorStage:
         group_of = np.repeat(np.arange(len(groups)), groups.sizes)[keep]
         if not len(group_of):
             return
-        kept, dense = np.unique(group_of, return_inverse=True)
+        # group_of is sorted (positions run window by window): its distinct values and
+        # each position's rank among them without a sort.
+        first = np.empty(len(group_of), dtype=np.bool_)
+        first[0] = True
+        np.not_equal(group_of[1:], group_of[:-1], out=first[1:])
+        kept = group_of[first]
+        dense = np.cumsum(first) - 1
         rows = groups.order[keep]  # kept rows, by window then instant
-        moments = group_moments(readings.values[:, rows], dense, len(kept))
         counts = np.bincount(dense, minlength=len(kept))
-        anomalies = np.bincount(dense, weights=readings.anomalous[rows], minlength=len(kept))
-        anomalies = anomalies.astype(np.int64)
         ends = np.cumsum(counts)
         starts = ends - counts
+        moments = group_moments(readings.values[rows], starts)
+        anomalies = np.add.reduceat(readings.anomalous[rows], starts, dtype=np.int64)
         at_rows = readings.at_us[rows]
         offsets = groups.offsets[keep]
         codes = np.array([self._code(o) for p in readings.provenance for o in p.origins])
@@ -480,7 +485,7 @@ def _state_dict(state: WindowState) -> dict[str, Any]:
 
 
 def _state_from_dict(raw: dict[str, Any]) -> WindowState:
-    moments = Moments(
+    moments = Moments.of(
         np.array(raw["n"], dtype=np.float64),
         np.array(raw["mean"], dtype=np.float64),
         np.array(raw["m2"], dtype=np.float64),
@@ -499,3 +504,17 @@ def _state_from_dict(raw: dict[str, Any]) -> WindowState:
         raw.get("location"),
         Provenance.from_dict(raw.get("provenance", {})),
     )
+
+
+def _by_sensor_then_instant(codes: Ints, at_us: Ints) -> Ints:
+    """The rows by sensor, then instant, then row (a stable sort): one sort of a packed
+    key (sensor, instant, row) where it fits in 63 bits, else ``lexsort``."""
+    rows = len(at_us)
+    if not rows:
+        return np.zeros(0, dtype=np.int64)
+    low = int(at_us.min())
+    span = int(at_us.max()) - low + 1
+    if (int(codes.max()) + 1) * span * rows < 2**62:
+        key = (codes * span + (at_us - low)) * rows + np.arange(rows)
+        return np.argsort(key)
+    return np.lexsort((at_us, codes))

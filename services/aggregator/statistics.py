@@ -2,7 +2,8 @@
 
 A batch's readings are grouped by (sensor, window); each group's count, mean, M2 (sum
 of squared deviations), min and max per metric come from a few numpy calls over the
-whole batch (two passes: sums, then deviations from the group mean), and are merged into
+whole batch (two passes: sums, then deviations from the group mean, each a ``reduceat``
+over the group's rows), and are merged into
 the window's running totals with Chan et al.'s formula, elementwise for many windows at
 once. Both are deterministic in the order of the rows, and the sequencer hands the
 aggregator each source batch whole and in the source's row order, so a window's figures
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -32,73 +33,76 @@ Ints = npt.NDArray[np.int64]
 
 @dataclass(slots=True)
 class Moments:
-    """Per-metric statistics of one or many groups: arrays of shape (..., K)."""
+    """Per-metric statistics of one or many groups, stacked: ``data[0..4]`` are the
+    count, mean, M2, min and max, each of shape (..., K) (one array, so taking or putting
+    rows of many windows is one copy, not five)."""
 
-    n: Floats  # values counted (floats, so the merge formula stays in one dtype)
-    mean: Floats
-    m2: Floats
-    min: Floats
-    max: Floats
+    data: Floats  # (5, ..., K); counts are floats, so the merge stays in one dtype
+
+    @classmethod
+    def of(cls, n: Floats, mean: Floats, m2: Floats, low: Floats, high: Floats) -> Moments:
+        return cls(np.stack((n, mean, m2, low, high)))
 
     @classmethod
     def empty(cls, shape: tuple[int, ...] = ()) -> Moments:
-        full = (*shape, K)
-        return cls(
-            np.zeros(full),
-            np.zeros(full),
-            np.zeros(full),
-            np.full(full, math.inf),
-            np.full(full, -math.inf),
-        )
+        data = np.zeros((5, *shape, K))
+        data[3] = math.inf
+        data[4] = -math.inf
+        return cls(data)
+
+    @property
+    def n(self) -> Floats:
+        return cast(Floats, self.data[0])
+
+    @property
+    def mean(self) -> Floats:
+        return cast(Floats, self.data[1])
+
+    @property
+    def m2(self) -> Floats:
+        return cast(Floats, self.data[2])
+
+    @property
+    def min(self) -> Floats:
+        return cast(Floats, self.data[3])
+
+    @property
+    def max(self) -> Floats:
+        return cast(Floats, self.data[4])
 
     def take(self, rows: Ints | int) -> Moments:
         """A copy of some rows (one row: arrays of shape (K,))."""
-        return Moments(
-            self.n[rows].copy(),
-            self.mean[rows].copy(),
-            self.m2[rows].copy(),
-            self.min[rows].copy(),
-            self.max[rows].copy(),
-        )
+        taken = self.data[:, rows]  # a view for one row, a copy for many
+        return Moments(taken.copy() if np.ndim(rows) == 0 else taken)
+
+    def row(self, i: int) -> Moments:
+        """Row ``i`` of many groups' statistics (a view: shape (K,))."""
+        return Moments(self.data[:, i])
 
     def put(self, rows: Ints, other: Moments) -> None:
-        self.n[rows] = other.n
-        self.mean[rows] = other.mean
-        self.m2[rows] = other.m2
-        self.min[rows] = other.min
-        self.max[rows] = other.max
+        self.data[:, rows] = other.data
 
 
-def group_moments(values: Floats, groups: Ints, count: int) -> Moments:
-    """Statistics per group: ``values`` is (K, rows), finite or NaN for missing,
-    ``groups`` the group of each row (0 .. count-1, every group non-empty).
+def group_moments(values: Floats, starts: Ints) -> Moments:
+    """Statistics per group of consecutive rows: ``values`` is (rows, K), finite or NaN
+    for missing; group g is rows ``starts[g]`` up to the next start (every group
+    non-empty, ``starts[0] == 0``).
 
-    Sums use ``bincount``, which adds each (group, metric)'s values one after the other
-    in row order: the result depends only on the group's own values and their order,
-    not on where they sit in the batch (numpy's pairwise sums would)."""
+    Each (group, metric) is reduced over its own rows only (``reduceat``), so the result
+    depends on the group's values and their order, not on where they sit in the batch
+    or what else it holds."""
+    counts = np.diff(np.r_[starts, len(values)])
     ok = ~np.isnan(values)  # the caller's missing values are NaN
-    bins = (groups[np.newaxis, :] * K + np.arange(K)[:, np.newaxis]).ravel()
-
-    def sums(weights: Floats) -> Floats:
-        out = np.bincount(bins, weights=weights.ravel(), minlength=count * K)
-        return np.asarray(out, dtype=np.float64).reshape(count, K)
-
-    n = sums(ok.astype(np.float64))
-    total = sums(np.where(ok, values, 0.0))
+    n = np.add.reduceat(ok.astype(np.float64), starts, axis=0)
+    total = np.add.reduceat(np.where(ok, values, 0.0), starts, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, total / n, 0.0)
-    deviation = np.where(ok, values - mean.T[:, groups], 0.0)
-    m2 = sums(deviation * deviation)
-    if len(groups) > 1 and np.any(groups[1:] < groups[:-1]):
-        order = np.argsort(groups, kind="stable")
-        groups, values, ok = groups[order], values[:, order], ok[:, order]
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    with np.errstate(invalid="ignore"):
-        low = np.fmin.reduceat(values, starts, axis=1).T
-        high = np.fmax.reduceat(values, starts, axis=1).T
-    low = np.where(n > 0, low, math.inf)
-    high = np.where(n > 0, high, -math.inf)
-    return Moments(n, mean, m2, low, high)
+    deviation = np.where(ok, values - np.repeat(mean, counts, axis=0), 0.0)
+    m2 = np.add.reduceat(deviation * deviation, starts, axis=0)
+    # Missing values as +-inf: what min and max report where a group has no value.
+    low = np.minimum.reduceat(np.where(ok, values, math.inf), starts, axis=0)
+    high = np.maximum.reduceat(np.where(ok, values, -math.inf), starts, axis=0)
+    return Moments.of(n, mean, m2, low, high)
 
 
 def merge(a: Moments, b: Moments) -> Moments:
@@ -109,35 +113,32 @@ def merge(a: Moments, b: Moments) -> Moments:
         delta = b.mean - a.mean
         mean = np.where(b.n > 0, a.mean + delta * share, a.mean)
         m2 = np.where(b.n > 0, a.m2 + b.m2 + delta * delta * a.n * share, a.m2)
-    return Moments(n, mean, m2, np.fmin(a.min, b.min), np.fmax(a.max, b.max))
+    return Moments.of(n, mean, m2, np.fmin(a.min, b.min), np.fmax(a.max, b.max))
 
 
 def summary(moments: Moments, records: int) -> dict[str, dict[str, Any]]:
     """One window's figures per metric: count, missing, mean, min, max, sample stddev
-    (n - 1) and m2; None where there is no value to report."""
+    (n - 1) and m2; None where there is no value to report. (Five numbers per figure:
+    plain Python is quicker here than numpy's per-call cost.)"""
     out: dict[str, dict[str, Any]] = {}
-    columns = zip(
-        METRICS,
-        moments.n.tolist(),
-        moments.mean.tolist(),
-        moments.m2.tolist(),
-        moments.min.tolist(),
-        moments.max.tolist(),
-        strict=True,
-    )
-    for name, n, mean, m2, low, high in columns:
+    for name, n, mean, m2, low, high in zip(METRICS, *moments.data.tolist(), strict=True):
         count = int(n)
-        has = count > 0
-        out[name] = {
-            "count": count,
-            "missing": records - count,
-            "mean": mean if has else None,
-            "min": low if has else None,
-            "max": high if has else None,
-            "stddev": math.sqrt(max(m2 / (count - 1), 0.0)) if count > 1 else None,
-            "m2": m2 if has else None,
-        }
+        if count:
+            out[name] = {
+                "count": count,
+                "missing": records - count,
+                "mean": mean,
+                "min": low,
+                "max": high,
+                "stddev": math.sqrt(max(m2 / (count - 1), 0.0)) if count > 1 else None,
+                "m2": m2,
+            }
+        else:
+            out[name] = dict(_NONE, missing=records)
     return out
+
+
+_NONE = {"count": 0, "mean": None, "min": None, "max": None, "stddev": None, "m2": None}
 
 
 def from_summary(metrics: dict[str, Any]) -> Moments:

@@ -101,10 +101,14 @@ class Provenance:
         if len(self.origins) == 1:  # the common case: one batch's lineage
             (only,) = self.origins
             return {name: [] if v is None else [v] for name, v in zip(_FIELDS, only, strict=True)}
-        return {
-            name: sorted({o[i] for o in self.origins if o[i] is not None})
-            for i, name in enumerate(_FIELDS)
-        }
+        out: dict[str, list[Any]] = {name: [] for name in _FIELDS}
+        if not self.origins:
+            return out
+        for name, values in zip(_FIELDS, zip(*self.origins, strict=True), strict=True):
+            distinct = set(values)
+            distinct.discard(None)
+            out[name] = sorted(distinct) if len(distinct) > 1 else list(distinct)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Provenance:
@@ -259,7 +263,7 @@ class OpenWindows:
         keys = self._window_keys(windows)
         at = np.searchsorted(self._keys, keys)
         slots = self._key_slots[at].tolist()
-        states = [self._state(s, origins) for s in slots]
+        states = self._states(slots, origins)
         keep = np.ones(len(self._keys), dtype=np.bool_)
         keep[at] = False
         self._keys, self._key_slots = self._keys[keep], self._key_slots[keep]
@@ -280,7 +284,7 @@ class OpenWindows:
 
     def states(self, origins: list[Origin]) -> list[WindowState]:
         slots = sorted((w, s) for s, w in enumerate(self._ids) if w is not None)
-        return [self._state(s, origins) for _, s in slots]
+        return self._states([s for _, s in slots], origins)
 
     def origin_codes(self) -> Ints:
         """Every origin code an open window refers to."""
@@ -326,20 +330,38 @@ class OpenWindows:
         self.end_us[slot] = window.start_us + self.size_us
         return slot
 
-    def _state(self, slot: int, origins: list[Origin]) -> WindowState:
-        window = self._ids[slot]
-        assert window is not None
-        return WindowState(
-            window,
-            self.moments.take(slot),
-            _of_slot(self._members, slot, _SHIFT),
-            int(self.records[slot]),
-            int(self.anomalies[slot]),
-            int(self.first_us[slot]),
-            int(self.last_us[slot]),
-            self.location[slot],
-            Provenance({origins[c] for c in _of_slot(self._origins, slot, 32).tolist()}),
+    def _states(self, slots: list[int], origins: list[Origin]) -> list[WindowState]:
+        """The whole states of the windows in ``slots`` (one pass over the arrays)."""
+        index = np.array(slots, dtype=np.int64)
+        moments = self.moments.take(index)
+        members = _by_slot(self._members, index, _SHIFT)
+        codes = _by_slot(self._origins, index, 32)
+        rows = zip(
+            slots,
+            self.records[index].tolist(),
+            self.anomalies[index].tolist(),
+            self.first_us[index].tolist(),
+            self.last_us[index].tolist(),
+            strict=True,
         )
+        out = []
+        for i, (slot, records, anomalies, first_us, last_us) in enumerate(rows):
+            window = self._ids[slot]
+            assert window is not None
+            out.append(
+                WindowState(
+                    window,
+                    moments.row(i),
+                    members[i],
+                    records,
+                    anomalies,
+                    first_us,
+                    last_us,
+                    self.location[slot],
+                    Provenance(set(map(origins.__getitem__, codes[i].tolist()))),
+                )
+            )
+        return out
 
     def _grow(self) -> None:
         old = len(self._ids)
@@ -370,16 +392,22 @@ def _contains(sorted_keys: Ints, keys: Ints) -> npt.NDArray[np.bool_]:
 
 
 def _insert(sorted_keys: Ints, new: Ints) -> Ints:
-    """``new`` (sorted, not present) merged into ``sorted_keys`` in one copy."""
+    """``new`` (sorted, not present) merged into ``sorted_keys``: the stable sort
+    (timsort) finds the two sorted runs and merges them in one linear pass."""
     if not len(new):
         return sorted_keys
-    return np.insert(sorted_keys, np.searchsorted(sorted_keys, new), new)
+    out = np.concatenate((sorted_keys, new))
+    out.sort(kind="stable")
+    return out
 
 
-def _of_slot(sorted_keys: Ints, slot: int, shift: int) -> Ints:
-    low = np.int64(slot) << shift
-    lo, hi = np.searchsorted(sorted_keys, [low, low + (1 << shift)])
-    return np.asarray(sorted_keys[lo:hi] - low)
+def _by_slot(sorted_keys: Ints, slots: Ints, shift: int) -> list[Ints]:
+    """Per slot, the low parts of its keys (offsets, origin codes), in order."""
+    low = slots << shift
+    los = np.searchsorted(sorted_keys, low).tolist()
+    his = np.searchsorted(sorted_keys, low + (1 << shift)).tolist()
+    values = sorted_keys & ((1 << shift) - 1)
+    return [values[lo:hi].copy() for lo, hi in zip(los, his, strict=True)]
 
 
 def _drop_slots(sorted_keys: Ints, slots: Ints, shift: int) -> Ints:
@@ -387,10 +415,4 @@ def _drop_slots(sorted_keys: Ints, slots: Ints, shift: int) -> Ints:
 
 
 def _as_rows(moments: Moments) -> Moments:
-    return Moments(
-        moments.n.reshape(1, K),
-        moments.mean.reshape(1, K),
-        moments.m2.reshape(1, K),
-        moments.min.reshape(1, K),
-        moments.max.reshape(1, K),
-    )
+    return Moments(moments.data.reshape(5, 1, K))

@@ -13,7 +13,8 @@ without an offset is taken as UTC.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 METRICS: tuple[str, ...] = ("temperature", "humidity", "pressure", "vibration", "voltage")
@@ -39,9 +40,22 @@ def event_time_us(value: object) -> int | None:
 
 
 def instant_text(at_us: int) -> str:
-    """The canonical spelling of an instant: UTC, microseconds, ``Z``."""
-    moment = datetime(1970, 1, 1) + timedelta(microseconds=at_us)
-    return moment.isoformat(timespec="microseconds") + "Z"
+    """The canonical spelling of an instant: UTC, microseconds, ``Z``
+    (``datetime.isoformat(timespec="microseconds") + "Z"``, the date looked up per day:
+    windows' first and last readings are spelt for every window written)."""
+    day, within = divmod(at_us, _DAY_US)
+    seconds, micros = divmod(within, 1_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{_date_text(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}Z"
+
+
+_DAY_US = 86_400_000_000
+
+
+@lru_cache(maxsize=256)
+def _date_text(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
 def reading_key_at(sensor_id: object, at_us: int) -> str:

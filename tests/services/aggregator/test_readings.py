@@ -44,8 +44,8 @@ def test_the_quick_and_the_exact_path_read_the_same_columns() -> None:
         assert got.anomalous.tolist() == [False, False, False, False, True, False]
     assert np.array_equal(quick.at_us, exact.at_us)
     assert np.array_equal(quick.values, exact.values, equal_nan=True)
-    assert math.isnan(quick.values[2, 0])  # pressure None: missing
-    assert math.isnan(quick.values[3, 0])  # vibration absent: missing
+    assert math.isnan(quick.values[0, 2])  # pressure None: missing
+    assert math.isnan(quick.values[0, 3])  # vibration absent: missing
 
 
 def test_the_exact_path_sets_aside_what_cannot_be_windowed_and_counts_bools_missing() -> None:
@@ -65,8 +65,8 @@ def test_the_exact_path_sets_aside_what_cannot_be_windowed_and_counts_bools_miss
         "record has no sensor_data object",
     ]
     assert len(got) == 3
-    assert math.isnan(got.values[0, 0]) and math.isnan(got.values[1, 0])  # bool, "wet"
-    assert math.isnan(got.values[2, 0])  # infinite: missing
+    assert math.isnan(got.values[0, 0]) and math.isnan(got.values[0, 1])  # bool, "wet"
+    assert math.isnan(got.values[0, 2])  # infinite: missing
     # 12:00:01.25+02:00 is 10:00:01.25 UTC; the naive one is taken as UTC.
     assert (got.at_us[1] - got.at_us[0]) == 1_000_000
     assert (got.at_us[2] - got.at_us[0]) == 5_000_000

@@ -332,3 +332,19 @@ def test_records_without_a_readable_time_go_to_the_late_output_with_the_reason()
     details = " ".join(line["detail"] for line in late)
     assert "'yesterday'" in details and "sensor_id" in details and "sensor_data" in details
     assert sum(doc["record_count"] for doc in one.windows().values()) == 1
+
+
+@pytest.mark.parametrize("span_us", [5_000_000, 2**61])  # packed key; lexsort fallback
+def test_rows_are_taken_by_sensor_then_instant_then_row(span_us: int) -> None:
+    import numpy as np
+
+    from services.aggregator.stage import _by_sensor_then_instant
+
+    rng = random.Random(span_us % 97)
+    codes = [rng.randrange(7) for _ in range(500)]
+    instants = [rng.randrange(span_us) for _ in range(250)]
+    at = instants + instants  # every instant twice: ties keep the row order
+    rng.shuffle(at)
+    want = sorted(range(500), key=lambda row: (codes[row], at[row], row))
+    got = _by_sensor_then_instant(np.array(codes), np.array(at, dtype=np.int64))
+    assert got.tolist() == want

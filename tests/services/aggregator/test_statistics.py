@@ -15,10 +15,14 @@ K = len(METRICS)
 
 
 def _values(rng: random.Random, rows: int) -> np.ndarray:
-    values = np.array([[rng.gauss(20, 4) for _ in range(rows)] for _ in range(K)])
-    for _ in range(rows // 5):  # some missing (readings.py turns every non-finite to NaN)
-        values[rng.randrange(K), rng.randrange(rows)] = math.nan
+    """(rows, K) readings, some missing (readings.py turns every non-finite to NaN)."""
+    values = np.array([[rng.gauss(20, 4) for _ in range(K)] for _ in range(rows)])
+    for _ in range(rows // 5):
+        values[rng.randrange(rows), rng.randrange(K)] = math.nan
     return values
+
+
+_ONE = np.zeros(1, dtype=np.int64)  # one group: starts at row 0
 
 
 def _oracle(values: list[float]) -> dict[str, float | int | None]:
@@ -42,14 +46,14 @@ def test_group_moments_and_summary_match_plain_python() -> None:
     rng = random.Random(1)
     rows, groups = 400, 17
     values = _values(rng, rows)
-    group = np.array([rng.randrange(groups) for _ in range(rows)])
-    group[:groups] = np.arange(groups)  # every group non-empty
-    moments = group_moments(values, group, groups)
+    cuts = sorted(rng.sample(range(1, rows), groups - 1))  # every group non-empty
+    bounds = [0, *cuts, rows]
+    moments = group_moments(values, np.array(bounds[:-1], dtype=np.int64))
     for g in range(groups):
-        members = np.flatnonzero(group == g)
+        members = range(bounds[g], bounds[g + 1])
         figures = summary(moments.take(g), len(members))
         for k, name in enumerate(METRICS):
-            want = _oracle(values[k, members].tolist())
+            want = _oracle([float(values[i, k]) for i in members])
             got = figures[name]
             assert got["missing"] == len(members) - int(want["count"] or 0)
             for field in ("count", "mean", "min", "max", "stddev"):
@@ -59,11 +63,11 @@ def test_group_moments_and_summary_match_plain_python() -> None:
 def test_chan_merge_equals_computing_everything_at_once() -> None:
     rng = random.Random(2)
     values = _values(rng, 300)
-    whole = group_moments(values, np.zeros(300, dtype=np.int64), 1).take(0)
+    whole = group_moments(values, _ONE).take(0)
     merged = Moments.empty()
     for lo, hi in ((0, 0), (0, 1), (1, 120), (120, 121), (121, 300)):
         if hi > lo:
-            part = group_moments(values[:, lo:hi], np.zeros(hi - lo, dtype=np.int64), 1)
+            part = group_moments(values[lo:hi], _ONE)
             merged = merge(merged, part.take(0))
     assert np.array_equal(merged.n, whole.n)
     assert np.allclose(merged.mean, whole.mean, rtol=1e-13)
@@ -76,12 +80,13 @@ def test_a_group_s_figures_do_not_depend_on_the_other_rows_of_its_batch() -> Non
     holds and wherever in it they sit (one shard or three, split or not)."""
     rng = random.Random(3)
     mine = _values(rng, 37)
-    alone = group_moments(mine, np.zeros(37, dtype=np.int64), 1).take(0)
+    alone = group_moments(mine, _ONE).take(0)
     others = _values(rng, 500)
     for offset in (0, 1, 3, 250, 500):
-        batch = np.concatenate([others[:, :offset], mine, others[:, offset:]], axis=1)
-        group = np.ones(batch.shape[1], dtype=np.int64)
-        group[offset : offset + 37] = 0
-        within = group_moments(batch, group, 2).take(0)
+        batch = np.concatenate([others[:offset], mine, others[offset:]])
+        # Others before and after as groups of their own (where there are any).
+        starts = sorted({0, offset, offset + 37} - {len(batch)})
+        moments = group_moments(batch, np.array(starts, dtype=np.int64))
+        within = moments.take(starts.index(offset))
         for field in ("n", "mean", "m2", "min", "max"):
             assert np.array_equal(getattr(within, field), getattr(alone, field)), (offset, field)
