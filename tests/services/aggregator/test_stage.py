@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,6 +22,7 @@ from sensorpipe.store import MemoryObjectStore
 from services.aggregator.config import AggregatorSettings
 from services.aggregator.handler import build_handler
 from tests.moto_stack import message_of
+from tests.sensorpipe.stateful.acks import RecordingAcks as Acks
 from tests.services.aggregator.dataset import (
     STREAM,
     Expected,
@@ -43,21 +44,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@dataclass
-class Acks:
-    acked: list[Message] = field(default_factory=list)
-    released: list[Message] = field(default_factory=list)
-
-    def ack(self, messages: list[Message]) -> None:
-        self.acked.extend(messages)
-
-    def retry(self, messages: list[Message], reason: str) -> None:
-        raise AssertionError(f"unexpected retry: {reason}")
-
-    def release(self, messages: list[Message]) -> None:
-        self.released.extend(messages)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from sensorpipe.store import Expect, MemoryObjectStore, Stored, StoreError
 from services.notifier.config import NotifierSettings, resolve
 from services.notifier.handler import build_handler
 from tests.moto_stack import message_of
+from tests.sensorpipe.stateful.acks import RecordingAcks as Acks
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -120,26 +121,6 @@ class FlakyStore(MemoryObjectStore):
             gzipped=gzipped,
             expect=expect,
         )
-
-
-@dataclass
-class Acks:
-    """The consumer loop's side: which held messages were acknowledged or handed back."""
-
-    acked: list[Message] = field(default_factory=list)
-    released: list[Message] = field(default_factory=list)
-
-    def ack(self, messages: list[Message]) -> None:
-        self.acked.extend(messages)
-
-    def retry(self, messages: list[Message], reason: str) -> None:
-        raise AssertionError(f"the sequencer never retries, it holds: {reason}")
-
-    def release(self, messages: list[Message]) -> None:
-        self.released.extend(messages)
-
-    def settled(self) -> set[str]:
-        return {m.receipt_handle for m in self.acked}
 
 
 @dataclass
