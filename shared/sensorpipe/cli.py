@@ -13,31 +13,34 @@ the console scripts) must do alike:
 - refuse a bad setting with one line. :func:`load_settings` parses a pydantic-settings
   model (environment variables, plus values given as flags) and turns pydantic's
   multi-line report into a :class:`~sensorpipe.config.errors.SettingsError` naming each
-  variable or flag, its value, the problem and what is allowed.
+  variable or flag, its value, the problem and what is allowed. Plain flags that are
+  not settings use :func:`bounded_int`, so a number out of range is an argparse usage
+  error (exit 2) like any other.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import annotated_types
-from pydantic import ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings
-from pydantic_settings import SettingsError as PydanticSettingsError
+if TYPE_CHECKING:
+    # Imported where used: `command` must stay stdlib-only (the controller's get and
+    # history work where the config libraries cannot be imported).
+    from pydantic.fields import FieldInfo
+    from pydantic_core import ErrorDetails
+    from pydantic_settings import BaseSettings
 
-from sensorpipe.config.errors import SettingProblem, SettingsError
+    from sensorpipe.config.errors import SettingProblem
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE (13): what a shell reports for `yes | head -1`
 
 P = ParamSpec("P")
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+SettingsT = TypeVar("SettingsT", bound="BaseSettings")
 
 
 def command(main: Callable[P, int]) -> Callable[P, int]:
@@ -75,6 +78,11 @@ def load_settings(
 ) -> SettingsT:
     """Parse ``kind`` from the environment, with ``flags`` (field name -> (flag, value))
     taking precedence; every bad value becomes one :class:`SettingsError`."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError as PydanticSettingsError
+
+    from sensorpipe.config.errors import SettingProblem, SettingsError
+
     given = dict(flags or {})
     try:
         return kind(**{field: value for field, (_flag, value) in given.items()})
@@ -93,6 +101,8 @@ def _env_prefix(kind: type[BaseSettings]) -> str:
 def _problem(
     kind: type[BaseSettings], err: ErrorDetails, flags: Mapping[str, tuple[str, Any]]
 ) -> SettingProblem:
+    from sensorpipe.config.errors import SettingProblem
+
     field = str(err["loc"][0]) if err["loc"] else ""
     source = flags[field][0] if field in flags else _env_prefix(kind) + field.upper()
     message = err["msg"].removeprefix("Value error, ")
@@ -138,6 +148,8 @@ def _allowed(err: ErrorDetails, field: FieldInfo | None) -> str | None:
 
 
 def _bounds(field: FieldInfo | None) -> str:
+    import annotated_types
+
     if field is None:
         return ""
     words = []
@@ -151,3 +163,21 @@ def _bounds(field: FieldInfo | None) -> str:
         elif isinstance(item, annotated_types.Lt):
             words.append(f"< {item.lt}")
     return " and ".join(words)
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` for a whole number in ``low..high``: anything else is a usage
+    error (exit 2) naming the flag, the value and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            allowed = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{value} is outside {allowed}")
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type in its messages
+    return parse
