@@ -4,6 +4,9 @@ Examples:
   python -m edge.simulator --db data/sensor_data.db --count 10000 --seed 42 \\
       --replay-start 2025-08-18T00:00:00+00:00 --invalid-fraction 0.02 --manifest m.json
   python -m edge.simulator --db data/sensor_data.db --rate 30 --speed 1   # live, until Ctrl-C
+
+Exit codes: 0 done (also when stopped by SIGTERM/SIGINT); 1 the database cannot be
+used; 2 a bad option (one line on stderr, nothing written); 141 stdout closed early.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from types import FrameType
 from edge.simulator.errors import SimulatorError
 from edge.simulator.schema import SENSOR_TABLES
 from edge.simulator.simulation import Simulation, SimulationOptions
+from sensorpipe.cli import command
 
 
 def _iso_time(text: str) -> datetime:
@@ -83,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.count is None and args.duration is None and args.replay_start is not None:
@@ -115,9 +120,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    try:
+        simulation = Simulation(options, stop_event)  # checks every option, touches nothing
+    except SimulatorError as exc:
+        print(f"simulator: error: {exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
-        manifest = Simulation(options, stop_event).run()
+        manifest = simulation.run()
     except SimulatorError as exc:
         print(f"simulator: error: {exc}", file=sys.stderr)
         return 1

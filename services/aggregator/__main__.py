@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 
+from sensorpipe.cli import command
 from sensorpipe.config import PipelineConfig
 from sensorpipe.runtime import ServiceSettings, run_service
-from services.aggregator.config import shard_queue
+from services.aggregator.config import AggregatorSettings, shard_queue
 from services.aggregator.handler import from_context
 
 
@@ -18,8 +19,11 @@ def _shard_queue(config: PipelineConfig, settings: ServiceSettings) -> str:
     return shard_queue(config, settings.shard, settings.pipeline_config)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return run_service("aggregator", _shard_queue, from_context, argv)
+    return run_service(
+        "aggregator", _shard_queue, from_context, argv, stage_settings=AggregatorSettings
+    )
 
 
 if __name__ == "__main__":

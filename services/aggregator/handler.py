@@ -136,6 +136,6 @@ def from_context(context: ServiceContext) -> SequencedHandler:
         config,
         store(BucketKind.AGGREGATED),
         store(BucketKind.ERROR),
-        AggregatorSettings(),
+        context.settings_of(AggregatorSettings),
         shard=context.settings.shard,
     )

@@ -72,7 +72,7 @@ class EnricherHandler(BatchHandler):
             pipeline_name=config.pipeline.name,
             pipeline_version=config.pipeline.version,
         )
-        settings = EnricherSettings()
+        settings = context.settings_of(EnricherSettings)
         openlineage = (
             OpenLineageLog(settings.openlineage_file, lineage, namespace=config.pipeline.name)
             if settings.openlineage_file

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sensorpipe.cli import command
 from sensorpipe.config import ConfigError, PipelineConfig
 from sensorpipe.runtime import ServiceSettings, run_service
+from services.notifier.config import NotifierSettings
 from services.notifier.handler import SERVICE, from_context
 
 
@@ -19,8 +21,9 @@ def choose_queue(config: PipelineConfig, settings: ServiceSettings) -> str:
     return names[settings.shard]
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    return run_service(SERVICE, choose_queue, from_context, argv)
+    return run_service(SERVICE, choose_queue, from_context, argv, stage_settings=NotifierSettings)
 
 
 if __name__ == "__main__":

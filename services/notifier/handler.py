@@ -13,9 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
-from pydantic import ValidationError
 
-from sensorpipe.config import BucketKind, ConfigError, PipelineConfig
+from sensorpipe.config import BucketKind, PipelineConfig
 from sensorpipe.runtime import ServiceContext
 from sensorpipe.runtime.metrics import PREFIX
 from sensorpipe.stateful import SequencedHandler, Timing, sequenced
@@ -116,12 +115,7 @@ def build_handler(
 
 def from_context(context: ServiceContext) -> SequencedHandler:
     config = context.config
-    try:
-        own = NotifierSettings()
-    except ValidationError as exc:
-        raise ConfigError(
-            f"bad SENSORPIPE_NOTIFIER_* setting: {exc}", file=None, key="environment"
-        ) from exc
+    own = context.settings_of(NotifierSettings)
 
     def store(kind: BucketKind) -> S3ObjectStore:
         return S3ObjectStore(context.s3, config.buckets.name(kind), service=SERVICE)

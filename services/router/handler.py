@@ -72,7 +72,7 @@ class RouterHandler(BatchHandler):
 
     @classmethod
     def from_context(cls, context: ServiceContext) -> RouterHandler:
-        settings = RouterSettings()
+        settings = context.settings_of(RouterSettings)
         return cls(context.config, build_writers(context, settings), threads=settings.route_threads)
 
     def handle(self, messages: list[Message]) -> list[Outcome]:

@@ -94,7 +94,7 @@ class ValidatorHandler(BatchHandler):
         )
         queue = config.queues.validated
         producer = queue_producer(context, queue, service=SERVICE)
-        settings = ValidatorSettings()
+        settings = context.settings_of(ValidatorSettings)
         log.info("validating with spec %s %s", spec.name, spec.spec_version)
         return cls(
             config,

@@ -1,7 +1,12 @@
-"""Configuration errors: every one names the file, the key path and the problem."""
+"""Configuration errors: every one names the file, the key path and the problem.
+
+A bad per-process setting (a ``SENSORPIPE_...`` variable or a flag) is a
+:class:`SettingsError`, reported the same way: the variable or flag, its value, the problem.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sensorpipe.errors import SensorPipeError
@@ -64,3 +69,32 @@ class ConfigValidationError(ConfigError):
             key=first_key,
             hint="fix the value in the file or override it with a SENSORPIPE__... variable",
         )
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """One bad per-process setting: where it came from, what it was, what is wrong."""
+
+    source: str  # the environment variable (SENSORPIPE_...) or the flag (--shard)
+    value: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        given = self.source if self.value is None else f"{self.source}={self.value}"
+        return f"{given}: {self.problem}"
+
+
+class SettingsError(SensorPipeError):
+    """A per-process setting (environment variable or flag) is unusable; start-up stops.
+
+    Reported like :class:`ConfigValidationError`: the first problem, then
+    ``(and N more: ...)`` with the others, on one line.
+    """
+
+    def __init__(self, problems: list[SettingProblem]) -> None:
+        self.problems = problems
+        summary = str(problems[0])
+        if len(problems) > 1:
+            others = "; ".join(str(p) for p in problems[1:])
+            summary = f"{summary} (and {len(problems) - 1} more: {others})"
+        super().__init__(summary)

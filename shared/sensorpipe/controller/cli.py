@@ -1,7 +1,8 @@
 """``pipeline-controller``: the seed's command line (get, set, history, monitor).
 
 Exit codes: 0 success (also for a ``set`` that changed nothing and for an interrupted
-``monitor``), 1 the database could not be used, 2 invalid usage or input.
+``monitor``), 1 the database could not be used, 2 invalid usage or input, 141 stdout
+closed early (``history | head -1``; quietly).
 Errors are one line on stderr: what, where, why, what to do.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
+from sensorpipe.cli import command
 from sensorpipe.controller.errors import InvalidInputError
 from sensorpipe.controller.models import ActiveScenario, Change
 from sensorpipe.controller.store import DEFAULT_LOCK_TIMEOUT_S, PipelineController
@@ -117,6 +119,7 @@ def _add_format(command: argparse.ArgumentParser) -> None:
     )
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)

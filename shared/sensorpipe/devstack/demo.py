@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sensorpipe.aws import s3_client, sqs_client
+from sensorpipe.cli import bounded_int, command
 from sensorpipe.config import load_pipeline_config
 from sensorpipe.config.pipeline import BucketKind, PipelineConfig, QueueSettings
 from sensorpipe.devstack.localstack import LocalStackHost, aws_environment
@@ -151,9 +152,10 @@ def _bucket_summary(config: PipelineConfig) -> dict[str, int]:
     return records_by_prefix
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sensorpipe.devstack.demo")
-    parser.add_argument("--rows", type=int, default=6000, help="readings to simulate")
+    parser.add_argument("--rows", type=bounded_int(1), default=6000, help="readings to simulate")
     parser.add_argument("--scenario", default="notification")
     parser.add_argument("--keep", action="store_true", help="leave LocalStack running")
     parser.add_argument(
@@ -162,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         help="afterwards, serve the dashboard over this run until Ctrl-C",
     )
     parser.add_argument(
-        "--dashboard-port", type=int, default=8090, help="0: any free port (default 8090)"
+        "--dashboard-port",
+        type=bounded_int(0, 65535),
+        default=8090,
+        help="0: any free port (default 8090)",
     )
     args = parser.parse_args(argv)
 

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sensorpipe.cli import bounded_int, command
 from sensorpipe.errors import SensorPipeError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -215,13 +216,16 @@ def aws_environment(endpoint: str, region: str = "us-east-1") -> dict[str, str]:
     }
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sensorpipe-localstack", description="Run LocalStack on this host (no Docker)."
     )
     parser.add_argument("command", choices=["install", "start", "stop", "status", "env"])
     parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("LOCALSTACK_PORT", DEFAULT_PORT))
+        "--port",
+        type=bounded_int(1, 65535),
+        default=int(os.environ.get("LOCALSTACK_PORT", DEFAULT_PORT)),
     )
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
     args = parser.parse_args(argv)

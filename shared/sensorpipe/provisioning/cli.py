@@ -1,4 +1,8 @@
-"""``sensorpipe-provision [--dry-run] [--config FILE]``: buckets and queues."""
+"""``sensorpipe-provision [--dry-run] [--config FILE]``: buckets and queues.
+
+Exit codes: 0 done (or planned); 1 an AWS call failed; 2 a bad flag, configuration file
+or no region; 141 stdout closed early (``--dry-run | head``; quietly).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
+from sensorpipe.cli import command
 from sensorpipe.config import ConfigError, load_pipeline_config
 from sensorpipe.provisioning import provision
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sensorpipe-provision",

@@ -2,7 +2,7 @@
 
 Exit codes: 0 done; 1 an AWS call failed (nothing not yet moved was lost: re-run);
 2 usage or configuration problem (nothing changed); 3 ``status --fail-on-dlq`` found
-messages in a dead-letter queue.
+messages in a dead-letter queue; 141 stdout closed early (``status | head -1``; quietly).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from sensorpipe.aws import s3_client, sqs_client
+from sensorpipe.cli import command
 from sensorpipe.config import BucketKind, ConfigError, PipelineConfig, load_pipeline_config
 from sensorpipe.replay.archive import (
     REPLAYABLE_KINDS,
@@ -149,6 +150,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, PipelineConfig], int]] = {
 }
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prefix = f"{PROG} {args.command}"

@@ -1,7 +1,11 @@
-"""Start-up of a consumer service: config, logging, clients, metrics, signals, loop.
+"""Start-up of a consumer service: settings, config, logging, clients, metrics, signals, loop.
 
-Each service's ``__main__`` calls :func:`run_service` with its name, the queue it reads
-and a factory for its handler; everything else is the same everywhere.
+Each service's ``__main__`` calls :func:`run_service` with its name, the queue it reads,
+a factory for its handler and the class of its own settings; everything else is the
+same everywhere. Flags, the shared :class:`ServiceSettings` and the stage's settings are
+parsed once, first, before the config file is read or any client made: a bad value
+stops start-up with exit 2 and one line naming the variable or flag, as a bad config
+file does. The handler factory finds the parsed settings in :class:`ServiceContext`.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import Field, ValidationError
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sensorpipe import __version__
 from sensorpipe.aws import s3_client, sqs_client
+from sensorpipe.cli import load_settings
 from sensorpipe.config import ConfigError, PipelineConfig, load_pipeline_config
+from sensorpipe.config.errors import SettingProblem, SettingsError
 from sensorpipe.config.pipeline import QueueSettings
 from sensorpipe.errors import SensorPipeError
 from sensorpipe.runtime.consumer import Consumer
@@ -36,6 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+StageSettingsT = TypeVar("StageSettingsT", bound=BaseSettings)
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class ServiceSettings(BaseSettings):
     """Per-process settings (environment ``SENSORPIPE_<NAME>``, or flags)."""
@@ -49,38 +58,94 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     shard: int = Field(default=0, ge=0)
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)} (any case)")
+        return value.upper()
+
 
 @dataclass
 class ServiceContext:
-    """What a handler factory gets: the config and ready-made clients."""
+    """What a handler factory gets: the config, the settings parsed at start-up and
+    ready-made clients.
+
+    ``stage_settings`` holds the stage's own settings model (``AggregatorSettings``, ...)
+    when :func:`run_service` was given its class; handlers read it with
+    :meth:`settings_of` and never parse settings themselves.
+    """
 
     name: str
     config: PipelineConfig
     settings: ServiceSettings
     sqs: SQSClient
     s3: S3Client
+    stage_settings: BaseSettings | None = None
+
+    def settings_of(self, kind: type[StageSettingsT]) -> StageSettingsT:
+        """The stage's settings parsed at start-up. A context built by hand (a test)
+        without them gets ``kind``'s values from the environment."""
+        if self.stage_settings is None:
+            return kind()
+        if not isinstance(self.stage_settings, kind):
+            raise TypeError(
+                f"{self.name}: stage settings are {type(self.stage_settings).__name__}, "
+                f"not {kind.__name__}: pass stage_settings={kind.__name__} to run_service"
+            )
+        return self.stage_settings
 
 
 QueueChooser = Callable[[PipelineConfig, ServiceSettings], str]
 HandlerFactory = Callable[[ServiceContext], BatchHandler]
 
 
-def _parse(argv: list[str] | None, name: str) -> ServiceSettings:
-    parser = argparse.ArgumentParser(prog=f"sensorpipe-{name}", description=f"The {name} service.")
+def _parser(name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"sensorpipe-{name}",
+        description=f"The {name} service. Every flag can also be set as SENSORPIPE_<FLAG> "
+        f"(e.g. SENSORPIPE_METRICS_PORT); the {name}'s own knobs are environment variables.",
+    )
     parser.add_argument("--config", type=Path, help="pipeline-config-v2.yaml to use")
     parser.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz")
     parser.add_argument("--metrics-host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--shard", type=int, help="shard index for sharded stages")
     parser.add_argument("--log-format", choices=["text", "json"])
-    args = parser.parse_args(argv)
-    overrides = {
-        "pipeline_config": args.config,
-        "metrics_port": args.metrics_port,
-        "metrics_host": args.metrics_host,
-        "shard": args.shard,
-        "log_format": args.log_format,
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    given = {
+        "pipeline_config": ("--config", args.config),
+        "metrics_port": ("--metrics-port", args.metrics_port),
+        "metrics_host": ("--metrics-host", args.metrics_host),
+        "shard": ("--shard", args.shard),
+        "log_format": ("--log-format", args.log_format),
     }
-    return ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    return {field: flag for field, flag in given.items() if flag[1] is not None}
+
+
+def startup_settings(
+    name: str, argv: list[str] | None, stage_settings: type[BaseSettings] | None = None
+) -> tuple[ServiceSettings, BaseSettings | None]:
+    """Parse the flags, the shared settings and the stage's own, once, before anything
+    else; every bad value of either model is reported together in one SettingsError."""
+    args = _parser(name).parse_args(argv)
+    problems: list[SettingProblem] = []
+    settings: ServiceSettings | None = None
+    own: BaseSettings | None = None
+    try:
+        settings = load_settings(ServiceSettings, _flags(args))
+    except SettingsError as exc:
+        problems += exc.problems
+    if stage_settings is not None:
+        try:
+            own = load_settings(stage_settings)
+        except SettingsError as exc:
+            problems += exc.problems
+    if problems or settings is None:
+        raise SettingsError(problems)
+    return settings, own
 
 
 def run_service(
@@ -88,18 +153,23 @@ def run_service(
     choose_queue: QueueChooser,
     make_handler: HandlerFactory,
     argv: list[str] | None = None,
+    *,
+    stage_settings: type[BaseSettings] | None = None,
 ) -> int:
+    """Run the ``name`` service until SIGTERM/SIGINT. Exit codes: 0 stopped cleanly,
+    1 cannot start (AWS unreachable, queue missing), 2 a bad flag, setting or
+    configuration file (one line on stderr naming it), 141 stdout closed early."""
     try:
-        settings = _parse(argv, name)
-    except ValidationError as exc:
-        print(f"sensorpipe-{name}: bad setting: {exc}", file=sys.stderr)
+        settings, own = startup_settings(name, argv, stage_settings)
+    except SettingsError as exc:
+        print(f"sensorpipe-{name}: bad setting {exc}", file=sys.stderr)
         return 2
     configure_logging(name, level=settings.log_level, json_lines=settings.log_format == "json")
     try:
         config = load_pipeline_config(settings.pipeline_config)
-        context = ServiceContext(name, config, settings, sqs_client(), s3_client())
+        queue = choose_queue(config, settings)  # a bad --shard stops here, before any I/O
+        context = ServiceContext(name, config, settings, sqs_client(), s3_client(), own)
         handler = make_handler(context)
-        queue = choose_queue(config, settings)
         consumer = Consumer(
             context.sqs,
             queue,
