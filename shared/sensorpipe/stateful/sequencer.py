@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from sensorpipe.envelope import Envelope, EnvelopeError
+from sensorpipe.envelope import Envelope
 from sensorpipe.runtime import HOLD, BatchHandler, Message, Outcome, Reject
 from sensorpipe.stateful.parts import Coverage
 from sensorpipe.stateful.streams import StreamBook, Verdict
@@ -246,10 +246,9 @@ class SequencedHandler(BatchHandler):
         outcomes: list[Outcome] = []
         now = self._clock()
         for message in messages:
-            try:
-                batch = message.envelope()
-            except EnvelopeError as exc:
-                outcomes.append(Reject(f"not a batch envelope: {exc}"))
+            batch = message.stamped_envelope()
+            if isinstance(batch, Reject):
+                outcomes.append(batch)
                 continue
             self._take(message, batch, now)
             outcomes.append(HOLD)
