@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sensorpipe.config import Destination, PipelineConfig
 from sensorpipe.config.pipeline import BucketKind
-from sensorpipe.envelope import EnvelopeError, RecordTooLargeError
+from sensorpipe.envelope import RecordTooLargeError
 from sensorpipe.errors import SensorPipeError
 from sensorpipe.objects import ObjectWriter
 from sensorpipe.runtime import (
@@ -87,10 +87,9 @@ class RouterHandler(BatchHandler):
             self._pool.shutdown(wait=True)
 
     def _route(self, message: Message) -> Outcome:
-        try:
-            envelope = message.envelope()
-        except EnvelopeError as exc:
-            return Reject(f"not a batch envelope: {exc}")
+        envelope = message.stamped_envelope()
+        if isinstance(envelope, Reject):
+            return envelope
         route = self._config.route(envelope.scenario)
         if route is None:
             RECORDS_PROCESSED.labels(SERVICE, "no_route").inc(len(envelope.records))

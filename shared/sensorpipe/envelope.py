@@ -24,9 +24,11 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 import orjson
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from sensorpipe.errors import SensorPipeError
 
@@ -43,12 +45,25 @@ _GZIP_WBITS = 31  # zlib's gzip container (header without a timestamp)
 _PART = re.compile(r"^[01]{0,64}$")
 _MAX_STREAM_CHARS = 200
 _AUTO_WBITS = 47  # inflate either a gzip or a zlib container
+ENCODINGS = ("gzip", "identity")
+# orjson reads 1,024 levels of nesting but writes only 254: a deeper body could be read
+# and never sent on or stored, so it is refused when read.
+MAX_NESTING = 254
+# Batch ids become S3 key parts and message attributes: the uploader's
+# ``{source}-{token}-g{generation}-{first}-{last}``, replay's ``replay-<hex>``, split
+# parts ``.0``/``.1`` and router shards ``.sN`` all use these characters only.
+BATCH_ID_PATTERN = r"^[A-Za-z0-9_.:~-]{1,512}$"
+MAX_BATCH_ID_CHARS = 512
 
 Record = dict[str, Any]
 
 
 class EnvelopeError(SensorPipeError):
     """A message body or its attributes cannot be read as an envelope (poison)."""
+
+
+class AttributeMismatchError(EnvelopeError):
+    """The message attributes say something else than the body they travel with."""
 
 
 class RecordTooLargeError(EnvelopeError):
@@ -101,6 +116,33 @@ class Position:
         if not isinstance(part, str) or not _PART.match(part):
             raise EnvelopeError(f"'position.part' must be a split path of 0s and 1s, not {part!r}")
         return cls(stream, seq, part)
+
+
+class _Hop(TypedDict):
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+    stage: str
+    at: str
+
+
+class _Header(TypedDict):
+    """The envelope as its JSON body must look (records: a list; each one is checked to
+    be an object, and kept as it is)."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+    v: int  # the value is checked first, with its own message
+    batch_id: Annotated[str, StringConstraints(pattern=BATCH_ID_PATTERN)]
+    scenario: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    config_version: Annotated[int, Field(ge=0)]
+    source: NotRequired[str]
+    created_at: NotRequired[str]
+    hops: NotRequired[list[_Hop]]
+    meta: NotRequired[dict[str, Any]]
+    position: NotRequired[Any]  # Position.from_dict says what is wrong with it
+    max_event_us: NotRequired[int | None]
+    records: list[Any]
+
+
+_HEADER = TypeAdapter(_Header)
 
 
 def utc_now_iso() -> str:
@@ -226,43 +268,159 @@ def encode_to_fit(envelope: Envelope, *, max_bytes: int, compress: bool) -> list
 
 
 def decode(body: str, attributes: dict[str, str]) -> Envelope:
-    """Read a message body into an envelope; raise EnvelopeError if it is not one."""
-    encoding = attributes.get(ATTR_ENCODING, "identity")
+    """Read a message body into an envelope; raise EnvelopeError if it is not one.
+
+    Strict about everything but the records (which stay the dicts they are): the
+    ``content-encoding`` and ``envelope-version`` attributes, the JSON (at most
+    :data:`MAX_NESTING` levels deep), every header field's type and the batch id's
+    characters, and that the attributes repeating body fields (``batch-id``,
+    ``scenario``, ``config-version``, ``record-count``) say what the body says: the body
+    is the one source of truth, and a message whose attributes contradict it is poison
+    (:class:`AttributeMismatchError`), whichever stage reads it.
+    """
+    encoding = _encoding(attributes)
     try:
         if encoding == "gzip":
             raw: bytes | str = _inflate(base64.b64decode(body, validate=True))
-        elif encoding == "identity":
-            raw = body
         else:
-            raise EnvelopeError(f"unknown content-encoding {encoding!r}")
+            raw = body
         data = orjson.loads(raw)
-    except (binascii.Error, zlib.error) as exc:
-        raise EnvelopeError(f"body is not valid base64+gzip: {exc}") from exc
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError as exc:  # a ValueError: caught first
         raise EnvelopeError(f"body is not valid JSON: {exc}") from exc
+    except (binascii.Error, zlib.error, ValueError) as exc:  # ValueError: non-ASCII base64
+        raise EnvelopeError(f"body is not valid base64+gzip: {exc}") from exc
     if not isinstance(data, dict):
         raise EnvelopeError(f"body is JSON {type(data).__name__}, expected an envelope object")
-    problems = _header_problems(data)
-    if problems:
-        raise EnvelopeError("not a batch envelope: " + "; ".join(problems))
-    position = Position.from_dict(data["position"]) if "position" in data else None
-    max_event_us = data.get("max_event_us")
-    if max_event_us is not None and (
-        not isinstance(max_event_us, int) or isinstance(max_event_us, bool)
-    ):
-        raise EnvelopeError(f"'max_event_us' must be an integer, not {max_event_us!r}")
+    _check_nesting(data)
+    envelope = _envelope_of(data)
+    _check_attributes_agree(attributes, envelope)
+    return envelope
+
+
+def _encoding(attributes: dict[str, str]) -> str:
+    version = attributes.get(ATTR_VERSION)
+    if version is not None and version != str(ENVELOPE_VERSION):
+        raise EnvelopeError(
+            f"attribute {ATTR_VERSION!r} is {version[:40]!r}; this reader knows only "
+            f"version {ENVELOPE_VERSION}",
+            hint="upgrade this stage, or replay the message through one that knows it",
+        )
+    encoding = attributes.get(ATTR_ENCODING)
+    if encoding is None:
+        raise EnvelopeError(
+            f"attribute {ATTR_ENCODING!r} is missing; expected one of {', '.join(ENCODINGS)}"
+        )
+    if encoding not in ENCODINGS:
+        raise EnvelopeError(
+            f"unknown content-encoding {encoding[:40]!r}; expected one of {', '.join(ENCODINGS)}"
+        )
+    return encoding
+
+
+def _check_nesting(data: dict[str, Any]) -> None:
+    """Refuse a body no stage could encode again: orjson writes at most
+    :data:`MAX_NESTING` levels (it reads deeper ones). Encoding is the cheapest exact
+    depth check there is (C speed, a fraction of the parse)."""
+    try:
+        orjson.dumps(data)
+    except orjson.JSONEncodeError as exc:
+        raise EnvelopeError(
+            f"body nests deeper than {MAX_NESTING} levels of objects and arrays ({exc}); "
+            "no stage could write it again"
+        ) from exc
+
+
+def _envelope_of(data: dict[str, Any]) -> Envelope:
+    version = data.get("v")
+    if type(version) is not int or version != ENVELOPE_VERSION:
+        raise EnvelopeError(
+            f"envelope version 'v' is {_kind(version)}, expected "
+            f"{ENVELOPE_VERSION} (the only version this reader knows)"
+        )
+    try:
+        header = _HEADER.validate_python(data)
+    except ValidationError as exc:
+        raise EnvelopeError(_problems(exc)) from exc
+    records = header["records"]
+    for index, record in enumerate(records):
+        if type(record) is not dict:
+            raise EnvelopeError(f"'records[{index}]' is {_kind(record)}, expected an object")
+    position = Position.from_dict(header["position"]) if "position" in header else None
     return Envelope(
-        batch_id=data["batch_id"],
-        scenario=data["scenario"],
-        config_version=data["config_version"],
-        records=data["records"],
-        source=data.get("source", ""),
-        created_at=data.get("created_at", ""),
-        hops=data.get("hops") or [],
-        meta=data.get("meta") or {},
+        batch_id=header["batch_id"],
+        scenario=header["scenario"],
+        config_version=header["config_version"],
+        records=records,
+        source=header.get("source", ""),
+        created_at=header.get("created_at", ""),
+        hops=[{"stage": hop["stage"], "at": hop["at"]} for hop in header.get("hops", [])],
+        meta=header.get("meta", {}),
         position=position,
-        max_event_us=max_event_us,
+        max_event_us=header.get("max_event_us"),
     )
+
+
+def _check_attributes_agree(attributes: dict[str, str], envelope: Envelope) -> None:
+    stated_by_body = (
+        (ATTR_BATCH_ID, envelope.batch_id),
+        (ATTR_SCENARIO, envelope.scenario),
+        (ATTR_CONFIG_VERSION, str(envelope.config_version)),
+        (ATTR_RECORD_COUNT, str(len(envelope.records))),
+    )
+    contradictions = [
+        f"body says {name} {value[:80]!r}, attributes say {attributes[name][:80]!r}"
+        for name, value in stated_by_body
+        if name in attributes and attributes[name] != value
+    ]
+    if contradictions:
+        raise AttributeMismatchError(
+            f"batch {envelope.batch_id}: attributes contradict the body: "
+            + "; ".join(contradictions),
+            hint="the body is the truth; resend the batch with attributes from encode()",
+        )
+
+
+def _problems(exc: ValidationError) -> str:
+    """One line per header problem: field, what it is, what is expected."""
+    lines = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = _field_path(error["loc"])
+        if error["type"] == "missing":
+            lines.append(f"{where} is missing")
+        elif error["type"] == "extra_forbidden":
+            lines.append(f"{where} is not an envelope field")
+        elif error["type"] == "string_pattern_mismatch":  # the batch id
+            lines.append(
+                f"{where} is {_kind(error['input'])}, expected 1-{MAX_BATCH_ID_CHARS} "
+                "letters, digits or '-_.:~'"
+            )
+        else:
+            msg = error["msg"].replace("dictionary", "object")
+            lines.append(f"{where} is {_kind(error['input'])}: {msg[:1].lower()}{msg[1:]}")
+    return "; ".join(lines)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return f"'{path}'"
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for an error message (bounded: never the whole value)."""
+    if value is None or isinstance(value, bool):
+        return f"{orjson.dumps(value).decode()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"[:60]
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else f"{value[:40]}..."
+        return f"a string of {len(value)} character(s) ({shown!r})"
+    if isinstance(value, list):
+        return f"an array of {len(value)}"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def _inflate(data: bytes) -> bytes:
@@ -273,18 +431,3 @@ def _inflate(data: bytes) -> bytes:
     if not inflater.eof:
         raise EnvelopeError("compressed body is truncated")
     return raw
-
-
-def _header_problems(data: dict[str, Any]) -> list[str]:
-    problems = []
-    if data.get("v") != ENVELOPE_VERSION:
-        problems.append(f"envelope version {data.get('v')!r} is not {ENVELOPE_VERSION}")
-    for key, kind in (("batch_id", str), ("scenario", str), ("config_version", int)):
-        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
-            problems.append(f"'{key}' missing or not {kind.__name__}")
-    records = data.get("records")
-    if not isinstance(records, list):
-        problems.append("'records' missing or not a list")
-    elif any(not isinstance(r, dict) for r in records):
-        problems.append("'records' holds a non-object entry")
-    return problems

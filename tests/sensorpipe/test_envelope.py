@@ -138,6 +138,8 @@ def _gzip_body(payload: Any) -> str:
     return base64.b64encode(zlib.compress(orjson.dumps(payload))).decode()
 
 
+IDENTITY = {ATTR_ENCODING: "identity"}
+
 POISON: list[tuple[str, str, dict[str, str], str]] = [
     ("not base64", "%%% not base64 %%%", {ATTR_ENCODING: "gzip"}, "base64"),
     (
@@ -153,16 +155,16 @@ POISON: list[tuple[str, str, dict[str, str], str]] = [
         {ATTR_ENCODING: "gzip"},
         "not valid JSON",
     ),
-    ("JSON list", "[1, 2, 3]", {}, "expected an envelope object"),
-    ("JSON string", '"hello"', {}, "expected an envelope object"),
-    ("empty object", "{}", {}, "not a batch envelope"),
+    ("JSON list", "[1, 2, 3]", IDENTITY, "expected an envelope object"),
+    ("JSON string", '"hello"', IDENTITY, "expected an envelope object"),
+    ("empty object", "{}", IDENTITY, "envelope version 'v' is null, expected 1"),
     (
         "records not a list",
         orjson.dumps(
             {"v": 1, "batch_id": "b", "scenario": "raw", "config_version": 1, "records": {"a": 1}}
         ).decode(),
-        {},
-        "'records' missing or not a list",
+        IDENTITY,
+        "'records' is an object: input should be a valid list",
     ),
     (
         "record not an object",
@@ -175,16 +177,16 @@ POISON: list[tuple[str, str, dict[str, str], str]] = [
                 "records": [{"ok": 1}, 5],
             }
         ).decode(),
-        {},
-        "non-object entry",
+        IDENTITY,
+        "'records[1]' is the number 5, expected an object",
     ),
     (
         "config_version a string",
         orjson.dumps(
             {"v": 1, "batch_id": "b", "scenario": "raw", "config_version": "1", "records": []}
         ).decode(),
-        {},
-        "'config_version' missing or not int",
+        IDENTITY,
+        "'config_version' is a string of 1 character(s) ('1'): input should be a valid integer",
     ),
     (
         "config_version a boolean",
@@ -192,15 +194,15 @@ POISON: list[tuple[str, str, dict[str, str], str]] = [
             {"v": 1, "batch_id": "b", "scenario": "raw", "config_version": True, "records": []}
         ),
         {ATTR_ENCODING: "gzip"},
-        "'config_version' missing or not int",
+        "'config_version' is true: input should be a valid integer",
     ),
     (
         "future envelope version",
         orjson.dumps(
             {"v": 9, "batch_id": "b", "scenario": "raw", "config_version": 1, "records": []}
         ).decode(),
-        {},
-        "envelope version 9",
+        IDENTITY,
+        "envelope version 'v' is the number 9, expected 1",
     ),
     ("unknown encoding", "{}", {ATTR_ENCODING: "br"}, "unknown content-encoding"),
 ]
@@ -304,11 +306,11 @@ def test_a_bad_position_is_poison_with_a_precise_reason(position: Any, problem: 
     data = _envelope().to_dict()
     data["position"] = position
     with pytest.raises(EnvelopeError, match=re.escape(problem)):
-        decode(orjson.dumps(data).decode(), {})
+        decode(orjson.dumps(data).decode(), IDENTITY)
 
 
 def test_a_bad_latest_event_time_is_poison() -> None:
     data = _envelope().to_dict()
     data["max_event_us"] = "soon"
     with pytest.raises(EnvelopeError, match="max_event_us"):
-        decode(orjson.dumps(data).decode(), {})
+        decode(orjson.dumps(data).decode(), IDENTITY)

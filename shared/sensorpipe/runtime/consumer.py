@@ -3,26 +3,39 @@
 - A receiver thread long-polls (up to 10 messages, bounded by ``max_in_flight``) and
   hands batches to the main thread, so the next poll overlaps the current work.
 - The main thread runs the handler and settles each message by its outcome: deletes
-  in batches, retries by visibility back-off (the queue's RedrivePolicy moves a message
-  to its DLQ after maxReceiveCount), rejects straight to the DLQ with the reason, or
-  holds it for a later ack (the stateful stages do, until a checkpoint includes it).
+  in batches, retries by visibility back-off, rejects straight to the DLQ with the
+  reason, or holds it for a later ack (the stateful stages do, until a checkpoint
+  includes it). A retry of a message received ``maxReceiveCount`` times (the queue's
+  RedrivePolicy, read at start-up) moves it to the DLQ itself, with "gave up after N
+  receives: <last reason>", instead of leaving it to SQS's redrive, which gives none.
+- A handler exception is a bug, not a retry: a transient AWS error (botocore's, or
+  tenacity's RetryError around one) retries the batch with back-off; anything else
+  re-runs the handler on each message alone, so the one that raises alone goes to the
+  DLQ at once ("handler error: <type>: <message>", logged with its traceback) and its
+  neighbours get their own outcomes.
+- Every attribute value it writes goes through :func:`attribute_value` (SQS's
+  character set, bounded length).
 - A heartbeat thread keeps every in-flight message invisible while it is held.
 - On stop (SIGTERM/SIGINT) it stops receiving, finishes the batch in hand, lets the
   handler flush, and hands every unsettled message back with visibility 0: nothing
   acknowledged is redone, nothing unacknowledged is lost. The stated time: it returns
   within ``runtime.shutdown_timeout_seconds`` after the batch in hand is done. Long
-  polls are capped one second below that budget so an open poll always ends (and its
-  messages are handed back) in time; should one still be open at the deadline it is
+  polls last at most :data:`IDLE_POLL_CAP_S` seconds (and one second less than that
+  budget), so an idle stop waits out a few seconds of poll, not the whole budget, and
+  what that poll returns is handed back; should one still be open at the deadline it is
   abandoned, and what it returns is redelivered after one visibility timeout.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import queue
+import re
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,6 +64,37 @@ log = logging.getLogger(__name__)
 
 _AWS_TRANSIENT = retry_if_exception_type((BotoCoreError, ClientError))
 _MAX_ATTRIBUTES = 10
+# An idle stop waits for the open poll to end: a few seconds, not the whole budget. The
+# price is one empty ReceiveMessage per IDLE_POLL_CAP_S instead of per 20 s when idle.
+IDLE_POLL_CAP_S = 3
+MAX_ATTRIBUTE_CHARS = 1024
+# What SQS refuses in a message attribute value: anything outside #x9 | #xA | #xD |
+# #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF (NUL and other controls, surrogates).
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def attribute_value(text: str, limit: int = MAX_ATTRIBUTE_CHARS) -> str:
+    """A string SQS accepts as a message attribute value: characters outside its set
+    become U+FFFD, at most ``limit`` characters (cut with "..."), never empty."""
+    clean = _NOT_SQS_TEXT.sub("\ufffd", text)
+    if len(clean) > limit:
+        clean = clean[: limit - 3] + "..."
+    return clean or "-"
+
+
+def handler_error_reason(exc: BaseException) -> str:
+    """The failure-reason of a message its handler raised on."""
+    return attribute_value(f"handler error: {type(exc).__name__}: {exc}")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A transient AWS error (retried with back-off), as opposed to a handler bug."""
+    if isinstance(exc, RetryError):
+        last = exc.last_attempt.exception() if exc.last_attempt.failed else None
+        return last is not None and _is_transient(last)
+    return isinstance(exc, (BotoCoreError, ClientError))
+
+
 # Exponential from 0.2 s up to 5 s, plus jitter so replicas do not retry in step.
 _BACK_OFF = wait_exponential(multiplier=0.2, max=5) + wait_random(0, 0.2)
 
@@ -74,8 +118,10 @@ class Consumer:
         self.queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
         self.dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"] if dlq_name else None
         attrs = sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
+            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
         )["Attributes"]
+        # None: no RedrivePolicy, a retried message is retried for as long as it lives.
+        self.max_receives = _max_receive_count(attrs.get("RedrivePolicy"))
         # A handler that holds messages may lease them shorter than the queue does: a
         # crashed process's messages then come back within the lease, not the queue's
         # visibility timeout (the heartbeat renews the lease while they are held).
@@ -95,7 +141,12 @@ class Consumer:
         self._last_receive = time.monotonic()
         self._stopped = False
         self._poll_s = max(
-            0, min(settings.wait_time_seconds, math.ceil(settings.shutdown_timeout_seconds) - 1)
+            0,
+            min(
+                settings.wait_time_seconds,
+                IDLE_POLL_CAP_S,
+                math.ceil(settings.shutdown_timeout_seconds) - 1,
+            ),
         )
         handler.bind(self)
 
@@ -139,10 +190,28 @@ class Consumer:
         self._hand_back(messages)
 
     def retry(self, messages: list[Message], reason: str) -> None:
+        """Back off, or move to the DLQ a message that used up its receives."""
+        exhausted = [m for m in messages if self._exhausted(m)]
+        for message in exhausted:
+            self._dead_letter(
+                message,
+                f"gave up after {message.receive_count} receives: {reason}",
+                outcome="gave_up",
+            )
+        self._back_off_all([m for m in messages if not self._exhausted(m)])
+
+    def _exhausted(self, message: Message) -> bool:
+        return (
+            self.max_receives is not None
+            and self.dlq_url is not None
+            and message.receive_count >= self.max_receives
+        )
+
+    def _back_off_all(self, messages: list[Message]) -> None:
         # Settle first so the heartbeat cannot re-extend a message we just released.
         self._settled(messages, "retry")
         for message in messages:
-            self._back_off(message, reason)
+            self._back_off(message)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -204,22 +273,63 @@ class Consumer:
     def _process(self, batch: list[Message]) -> None:
         started = time.perf_counter()
         batch_ids = [m.attributes.get(ATTR_BATCH_ID, "") for m in batch]
-        try:
-            with log_context(batch_ids=batch_ids):
-                outcomes = self.handler.handle(batch)
-            if len(outcomes) != len(batch):
-                raise RuntimeError(
-                    f"handler returned {len(outcomes)} outcomes for {len(batch)} messages"
-                )
-            unknown = [o for o in outcomes if not isinstance(o, (Ack, Hold, Retry, Reject))]
-            if unknown:
-                raise TypeError(f"handler returned unknown outcome {unknown[0]!r}")
-        except Exception as exc:  # a handler bug must not kill the loop or lose messages
-            log.exception("handler failed on %d message(s); they will be retried", len(batch))
-            outcomes = [Retry(f"handler error: {type(exc).__name__}: {exc}")] * len(batch)
+        with log_context(batch_ids=batch_ids):
+            try:
+                outcomes = self._handled(batch)
+            except Exception as exc:  # a handler bug must not kill the loop or lose messages
+                outcomes = self._after_failure(batch, exc)
         metrics.PROCESSING_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         with log_context(batch_ids=batch_ids):
             self._apply(batch, outcomes)
+
+    def _handled(self, batch: list[Message]) -> list[Outcome]:
+        """The handler's outcomes, checked: one known outcome per message (else raise)."""
+        outcomes = self.handler.handle(batch)
+        if len(outcomes) != len(batch):
+            raise RuntimeError(
+                f"handler returned {len(outcomes)} outcomes for {len(batch)} messages"
+            )
+        unknown = [o for o in outcomes if not isinstance(o, (Ack, Hold, Retry, Reject))]
+        if unknown:
+            raise TypeError(f"handler returned unknown outcome {unknown[0]!r}")
+        return outcomes
+
+    def _after_failure(self, batch: list[Message], exc: Exception) -> list[Outcome]:
+        """Outcomes when ``handle(batch)`` raised: Retry for a transient AWS error; else
+        find the culprit by handling each message alone (if the handler allows it)."""
+        if _is_transient(exc):
+            log.warning("handler hit a transient AWS error on %d message(s): %s", len(batch), exc)
+            return [Retry(attribute_value(f"transient AWS error: {exc}"))] * len(batch)
+        if len(batch) == 1:
+            return [self._handler_bug(batch[0], exc)]
+        if not self.handler.isolate_errors:
+            # It may hold some of them already: it cannot be asked again one by one.
+            log.error("handler raised on %d message(s); retrying them", len(batch), exc_info=exc)
+            return [Retry(handler_error_reason(exc))] * len(batch)
+        log.warning(
+            "handler raised %s on %d message(s); handling each alone to find the culprit",
+            type(exc).__name__,
+            len(batch),
+        )
+        return [self._alone(message) for message in batch]
+
+    def _alone(self, message: Message) -> Outcome:
+        try:
+            (outcome,) = self._handled([message])
+        except Exception as exc:
+            if _is_transient(exc):
+                return Retry(attribute_value(f"transient AWS error: {exc}"))
+            return self._handler_bug(message, exc)
+        return outcome
+
+    def _handler_bug(self, message: Message, exc: BaseException) -> Reject:
+        log.error(
+            "handler raised on message %s: it goes to the DLQ",
+            message.message_id,
+            exc_info=exc,
+            extra={"batch_id": message.attributes.get(ATTR_BATCH_ID)},
+        )
+        return _HandlerError(handler_error_reason(exc))
 
     def _apply(self, batch: list[Message], outcomes: list[Outcome]) -> None:
         acks = [m for m, o in zip(batch, outcomes, strict=True) if isinstance(o, Ack)]
@@ -235,8 +345,10 @@ class Consumer:
                     extra={"batch_id": message.attributes.get(ATTR_BATCH_ID)},
                 )
                 self.retry([message], outcome.reason)
+            elif isinstance(outcome, _HandlerError):
+                self._dead_letter(message, outcome.reason, outcome="handler_error")
             elif isinstance(outcome, Reject):
-                self._reject(message, outcome.reason)
+                self._dead_letter(message, outcome.reason, outcome="rejected")
 
     def _tick(self) -> None:
         try:
@@ -276,7 +388,7 @@ class Consumer:
                 # make the redelivery harmless, but say so.
                 log.warning("delete refused for %d message(s): %s", len(failed), failed[:3])
 
-    def _back_off(self, message: Message, reason: str) -> None:
+    def _back_off(self, message: Message) -> None:
         delay = min(
             self.settings.retry_max_seconds,
             self.settings.retry_base_seconds * 2 ** max(0, message.receive_count - 1),
@@ -294,15 +406,17 @@ class Consumer:
             metrics.AWS_ERRORS.labels(self.service, "ChangeMessageVisibility").inc()
             log.warning("could not change visibility of %s: %s", message.message_id, exc)
 
-    def _reject(self, message: Message, reason: str) -> None:
+    def _dead_letter(self, message: Message, reason: str, *, outcome: str) -> None:
+        """Move a message to the DLQ now, with its reason, then delete it."""
+        reason = attribute_value(reason)
         if self.dlq_url is None:
             # No DLQ known: let the queue's RedrivePolicy move it after maxReceiveCount.
-            self.retry([message], reason)
+            self._back_off_all([message])
             return
         attributes = dict(list(message.attributes.items())[: _MAX_ATTRIBUTES - 3])
         attributes.update(
             {
-                "failure-reason": reason[:1024],
+                "failure-reason": reason,
                 "source-queue": self.queue_name,
                 "failed-service": self.service,
             }
@@ -312,22 +426,22 @@ class Consumer:
                 QueueUrl=self.dlq_url,
                 MessageBody=message.body or "(empty body)",
                 MessageAttributes={
-                    k: {"DataType": "String", "StringValue": v or "-"}
+                    k: {"DataType": "String", "StringValue": attribute_value(v)}
                     for k, v in attributes.items()
                 },
             )
         except (BotoCoreError, ClientError) as exc:
             log.warning("could not move poison message to DLQ, retrying instead: %s", exc)
-            self.retry([message], reason)
+            self._back_off_all([message])
             return
         log.error(
-            "rejected message %s to the DLQ: %s",
+            "moved message %s to the DLQ: %s",
             message.message_id,
             reason,
             extra={"batch_id": message.attributes.get(ATTR_BATCH_ID)},
         )
         self._delete([message])
-        self._settled([message], "rejected")
+        self._settled([message], outcome)
 
     def _hand_back(self, messages: list[Message]) -> None:
         if not messages:
@@ -362,3 +476,19 @@ class Consumer:
             except queue.Empty:
                 break
         self._hand_back(self.in_flight.all())
+
+
+@dataclass(frozen=True, slots=True)
+class _HandlerError(Reject):
+    """A Reject the consumer gave: the handler raised on this message alone."""
+
+
+def _max_receive_count(redrive_policy: str | None) -> int | None:
+    if not redrive_policy:
+        return None
+    try:
+        count = json.loads(redrive_policy).get("maxReceiveCount")
+        return int(count) if count is not None else None
+    except (ValueError, TypeError, AttributeError):
+        log.warning("unreadable RedrivePolicy %r: SQS's redrive alone applies", redrive_policy)
+        return None

@@ -10,6 +10,7 @@ from sensorpipe.envelope import (
     ATTR_BATCH_ID,
     ATTR_RECORD_COUNT,
     ATTR_SCENARIO,
+    AttributeMismatchError,
     Encoded,
     Envelope,
     EnvelopeError,
@@ -85,19 +86,20 @@ class Message:
         return route
 
     def stamped_envelope(self) -> Envelope | Reject:
-        """The decoded batch, provided its scenario is the one the attributes stamp;
-        Reject for poison or a body that contradicts its attributes."""
+        """The decoded batch, or Reject with the reason: poison, or a body its
+        attributes contradict (scenario, batch id, config version, record count).
+
+        Every stage that decodes a body goes through this one check, so the body is the
+        single source of truth: a message stamped ``raw`` whose body says
+        ``notification`` cannot skip validation in one stage and be routed by its body
+        in the next.
+        """
         try:
-            envelope = self.envelope()
+            return self.envelope()
+        except AttributeMismatchError as exc:
+            return Reject(str(exc))
         except EnvelopeError as exc:
             return Reject(f"not a batch envelope: {exc}")
-        stamped = self.attributes.get(ATTR_SCENARIO, envelope.scenario)
-        if envelope.scenario != stamped:
-            return Reject(
-                f"batch {envelope.batch_id}: body says scenario {envelope.scenario!r}, "
-                f"attributes say {stamped!r}"
-            )
-        return envelope
 
 
 @dataclass(frozen=True, slots=True)

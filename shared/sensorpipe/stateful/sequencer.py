@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from sensorpipe.envelope import Envelope, EnvelopeError
+from sensorpipe.envelope import Envelope
 from sensorpipe.runtime import HOLD, BatchHandler, Message, Outcome, Reject
 from sensorpipe.stateful.parts import Coverage
 from sensorpipe.stateful.streams import StreamBook, Verdict
@@ -209,6 +209,8 @@ class SequencedHandler(BatchHandler):
             (messages a stopped process held come back within a visibility timeout).
     """
 
+    isolate_errors = False  # it holds messages: see handle()
+
     def __init__(
         self,
         name: str,
@@ -243,20 +245,45 @@ class SequencedHandler(BatchHandler):
     # -- the consumer loop's calls ---------------------------------------------------------
 
     def handle(self, messages: list[Message]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        now = self._clock()
-        for message in messages:
-            try:
-                batch = message.envelope()
-            except EnvelopeError as exc:
-                outcomes.append(Reject(f"not a batch envelope: {exc}"))
-                continue
-            self._take(message, batch, now)
-            outcomes.append(HOLD)
-        self._drain(now)
-        if now - self._last_commit >= self._settings.commit_interval_s:
-            self.commit()
+        # Never raises (isolate_errors is False: what it holds cannot be handed to it
+        # again one by one). A message it cannot take in is rejected on its own; a
+        # failure applying or committing resets, handing back everything held.
+        outcomes = [self._take_in(message, self._clock()) for message in messages]
+        try:
+            now = self._clock()
+            self._drain(now)
+            if now - self._last_commit >= self._settings.commit_interval_s:
+                self.commit()
+        except Exception as exc:
+            log.exception("%s: applying the received batch failed", self.name)
+            self._reset(f"handler error: {type(exc).__name__}: {exc}", [])
         return outcomes
+
+    def _take_in(self, message: Message, now: float) -> Outcome:
+        batch = message.stamped_envelope()
+        if isinstance(batch, Reject):
+            return batch
+        try:
+            self._take(message, batch, now)
+        except Exception as exc:
+            log.exception("%s: cannot take message %s in", self.name, message.message_id)
+            self._forget(message)
+            return Reject(f"handler error: {type(exc).__name__}: {exc}")
+        return HOLD
+
+    def _forget(self, message: Message) -> None:
+        """Drop a rejected message from whatever it was held in (its batch stays)."""
+        handle = message.receipt_handle
+
+        def others(held: list[Message]) -> list[Message]:
+            return [m for m in held if m.receipt_handle != handle]
+
+        self._pending.messages = others(self._pending.messages)
+        for unit in self._ready:
+            unit.messages = others(unit.messages)
+        for seqs in self._collecting.values():
+            for collecting in seqs.values():
+                collecting.messages = others(collecting.messages)
 
     def on_tick(self) -> None:
         now = self._clock()

@@ -1,5 +1,6 @@
-"""The consumer loop against the running LocalStack: poison to the DLQ after N receives,
-a slow handler kept invisible by the heartbeat."""
+"""The consumer loop against the running LocalStack: a message retried until its last
+receive goes to the DLQ with the reason, a handler exception sends its culprit alone to
+the DLQ at once, a slow handler is kept invisible by the heartbeat."""
 
 from __future__ import annotations
 
@@ -128,12 +129,17 @@ def test_poison_reaches_the_dlq_after_max_receives_and_nothing_else_is_lost(
     finally:
         runner.stop()
 
-    # The poison was tried exactly maxReceiveCount times, then SQS moved it.
+    # The poison was tried exactly maxReceiveCount times, then the consumer moved it,
+    # saying why (SQS's redrive would have said nothing).
     assert handler.poison_receives == [1, 2, 3]
     moved = sqs_client().receive_message(
         QueueUrl=pipeline.queue_url(dlq), MessageAttributeNames=["All"]
     )["Messages"]
     assert moved[0]["MessageAttributes"]["batch-id"]["StringValue"] == "poison"
+    assert (
+        moved[0]["MessageAttributes"]["failure-reason"]["StringValue"]
+        == "gave up after 3 receives: this one always fails"
+    )
     # Every other message was processed exactly once, and the queue is empty.
     assert handler.acked == collections.Counter(good)
     assert _depth(queue) == 0
@@ -144,8 +150,64 @@ def test_poison_reaches_the_dlq_after_max_receives_and_nothing_else_is_lost(
             queue=queue,
             outcome="retry",
         )
-        == 3
+        == 2
     )
+
+
+class RaisesOnPoison(BatchHandler):
+    """Raises whenever its batch holds ``poison``; acks everything else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acked: collections.Counter[str] = collections.Counter()
+
+    def handle(self, messages: list[Message]) -> list[Outcome]:
+        ids = [m.envelope().batch_id for m in messages]
+        if "poison" in ids:
+            raise ValueError("poison row: no sensor_id")
+        self.acked.update(ids)
+        return [ACK] * len(messages)
+
+
+def test_a_handler_exception_sends_its_culprit_alone_to_the_dlq_at_once(
+    localstack: str, tmp_path: Path
+) -> None:
+    pipeline = _pipeline(tmp_path, localstack, max_messages=10)
+    queue = pipeline.config.queues.ingest
+    dlq = QueueSettings.dlq_name(queue)
+    good = [f"fine-{i}" for i in range(9)]
+    _send(pipeline, [*good[:4], "poison", *good[4:]])
+    handler = RaisesOnPoison()
+    consumer = Consumer(
+        sqs_client(),
+        queue,
+        handler,
+        pipeline.config.runtime,
+        service=service_name(),
+        dlq_name=dlq,
+    )
+    runner = LoopRunner(consumer)
+    try:
+        runner.wait_for(lambda: _depth(dlq) == 1, timeout_s=30)
+        runner.wait_for(lambda: sum(handler.acked.values()) >= len(good), timeout_s=10)
+    finally:
+        runner.stop()
+
+    moved = sqs_client().receive_message(
+        QueueUrl=pipeline.queue_url(dlq),
+        MessageAttributeNames=["All"],
+        AttributeNames=["ApproximateReceiveCount"],
+    )["Messages"]
+    attributes = {k: v["StringValue"] for k, v in moved[0]["MessageAttributes"].items()}
+    assert attributes["batch-id"] == "poison"
+    assert attributes["failure-reason"] == "handler error: ValueError: poison row: no sensor_id"
+    assert attributes["source-queue"] == queue
+    assert moved[0]["Attributes"]["ApproximateReceiveCount"] == "1"
+    assert handler.acked == collections.Counter(good)  # each neighbour once, no retries
+    assert _depth(queue) == 0
+    processed = "sensorpipe_messages_processed_total"
+    assert metric(processed, service=consumer.service, queue=queue, outcome="retry") == 0
+    assert metric(processed, service=consumer.service, queue=queue, outcome="handler_error") == 1
 
 
 class SlowHandler(BatchHandler):

@@ -7,8 +7,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import ClientError
+from tenacity import RetryError, retry_if_exception_type, stop_after_attempt
+from tenacity import retry as retrying
 
-from sensorpipe.runtime import HOLD, Consumer, Message, Reject, Retry
+from sensorpipe.runtime import ACK, HOLD, Consumer, Message, Reject, Retry
+from sensorpipe.runtime.consumer import IDLE_POLL_CAP_S, MAX_ATTRIBUTE_CHARS, attribute_value
 from tests.sensorpipe.runtime.conftest import (
     WORK_DLQ,
     WORK_QUEUE,
@@ -96,7 +100,9 @@ def test_retry_backs_off_by_receive_count_and_keeps_the_message(
     flaky = next(m for m in handler.seen if m.attributes["batch-id"] == "flaky")
     assert visibility[0]["ReceiptHandle"] == flaky.receipt_handle
 
-    # The back-off doubles with the receive count, up to retry_max_seconds.
+    # The back-off doubles with the receive count, up to retry_max_seconds (on a queue
+    # whose RedrivePolicy allows that many receives).
+    consumer.max_receives = 100
     visibility.clear()
     later = [
         Message(f"id{n}", flaky.receipt_handle, flaky.body, flaky.attributes, receive_count=n)
@@ -164,25 +170,114 @@ def test_hold_keeps_the_message_in_flight_until_acknowledged(
     assert metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="ok") == 2
 
 
-def test_handler_exception_retries_the_whole_batch_and_the_loop_survives(
+def _dead_letters(sqs: SQSClient) -> list[dict[str, Any]]:
+    """Every message of the DLQ: attributes, body and how often the DLQ gave it out."""
+    dlq_url = sqs.get_queue_url(QueueName=WORK_DLQ)["QueueUrl"]
+    out: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=60,
+        ).get("Messages", [])
+        if not got:
+            return out
+        out += [
+            {
+                **{k: v["StringValue"] for k, v in m["MessageAttributes"].items()},
+                "body": m["Body"],
+            }
+            for m in got
+        ]
+
+
+class PoisonRaises(ScriptedHandler):
+    """Raises whenever the batch holds the poison message; acks everything else."""
+
+    def handle(self, messages: list[Message]) -> list[Any]:
+        super().handle(messages)
+        if any(m.attributes["batch-id"] == "poison" for m in messages):
+            raise ValueError("row 7 has no sensor_id")
+        return [ACK] * len(messages)
+
+
+def test_one_raising_message_among_ten_goes_to_the_dlq_alone_with_the_reason(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
+) -> None:
+    ids = [f"n{i}" for i in range(9)] + ["poison"]
+    send_batches(moto_sqs, work_queue, ids)
+    handler = PoisonRaises()
+    consumer = _consumer(moto_sqs, handler)
+    runner = run_loop(consumer)
+    settled = ("ok", "handler_error", "retry", "rejected")
+    runner.wait_for(
+        lambda: (
+            sum(
+                metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome=o)
+                for o in settled
+            )
+            == 10
+        )
+    )
+    assert runner.thread.is_alive()
+    runner.stop()
+    count = {
+        o: metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome=o) for o in settled
+    }
+    assert count == {"ok": 9, "handler_error": 1, "retry": 0, "rejected": 0}
+    # Each message was received once: the culprit was found without a redelivery.
+    received = "sensorpipe_messages_received_total"
+    assert metric(received, service=consumer.service, queue=WORK_QUEUE) == 10
+    (dead,) = _dead_letters(moto_sqs)
+    assert dead["batch-id"] == "poison"
+    assert dead["failure-reason"] == "handler error: ValueError: row 7 has no sensor_id"
+    assert dead["failed-service"] == consumer.service
+    assert queue_counts(moto_sqs, work_queue) == (0, 0)
+
+
+def test_a_transient_aws_error_retries_the_batch_with_back_off_not_the_dlq(
     moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     visibility = _spy(monkeypatch, moto_sqs, "change_message_visibility")
     send_batches(moto_sqs, work_queue, ["x1", "x2", "x3"])
-    handler = ScriptedHandler(raise_error=RuntimeError("bug in handler"))
+    throttled = ClientError({"Error": {"Code": "SlowDown", "Message": "slow"}}, "PutObject")
+    handler = ScriptedHandler(raise_error=throttled)
     consumer = _consumer(moto_sqs, handler, retry_base_seconds=7)
     runner = run_loop(consumer)
     runner.wait_for(
         lambda: metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="retry") == 3
     )
-    assert runner.thread.is_alive()
     assert consumer.health()["status"] == "ok"
     runner.stop()
     assert sorted(c["VisibilityTimeout"] for c in visibility) == [7, 7, 7]
+    assert len(handler.seen) == 3  # no one-by-one re-runs for a transient error
     assert sum(queue_counts(moto_sqs, work_queue)) == 3  # nothing deleted, nothing lost
+    assert _dead_letters(moto_sqs) == []
 
 
-def test_wrong_number_of_outcomes_is_treated_as_a_handler_error(
+def test_tenacity_s_retry_error_around_an_aws_error_is_transient_too(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
+) -> None:
+    @retrying(stop=stop_after_attempt(2), retry=retry_if_exception_type(ClientError))
+    def gives_up() -> None:
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "x"}}, "PutObject")
+
+    try:
+        gives_up()
+    except RetryError as exc:
+        error = exc
+    send_batches(moto_sqs, work_queue, ["r1", "r2"])
+    consumer = _consumer(moto_sqs, ScriptedHandler(raise_error=error))
+    runner = run_loop(consumer)
+    runner.wait_for(
+        lambda: metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="retry") == 2
+    )
+    runner.stop()
+    assert _dead_letters(moto_sqs) == []
+
+
+def test_wrong_number_of_outcomes_is_a_handler_error(
     moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
 ) -> None:
     send_batches(moto_sqs, work_queue, ["y1", "y2"])
@@ -195,10 +290,66 @@ def test_wrong_number_of_outcomes_is_treated_as_a_handler_error(
     consumer = _consumer(moto_sqs, ShortHandler())
     runner = run_loop(consumer)
     runner.wait_for(
-        lambda: metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="retry") == 2
+        lambda: (
+            metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="handler_error")
+            == 2
+        )
     )
     runner.stop()
-    assert sum(queue_counts(moto_sqs, work_queue)) == 2
+    reasons = {d["failure-reason"] for d in _dead_letters(moto_sqs)}
+    assert reasons == {"handler error: RuntimeError: handler returned 0 outcomes for 1 messages"}
+    assert queue_counts(moto_sqs, work_queue) == (0, 0)
+
+
+def test_a_retry_at_max_receives_goes_to_the_dlq_with_the_last_reason(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
+) -> None:
+    # The work queue's RedrivePolicy says maxReceiveCount 3; back-off 0 redelivers at once.
+    send_batches(moto_sqs, work_queue, ["stuck"])
+    handler = ScriptedHandler(lambda m: Retry(f"downstream busy (receive {m.receive_count})"))
+    consumer = _consumer(moto_sqs, handler, retry_base_seconds=0)
+    assert consumer.max_receives == 3
+    runner = run_loop(consumer)
+    runner.wait_for(
+        lambda: (
+            metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="gave_up") == 1
+        )
+    )
+    runner.stop()
+    assert [m.receive_count for m in handler.seen] == [1, 2, 3]
+    assert metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="retry") == 2
+    (dead,) = _dead_letters(moto_sqs)
+    assert dead["failure-reason"] == "gave up after 3 receives: downstream busy (receive 3)"
+    assert dead["batch-id"] == "stuck"
+    assert queue_counts(moto_sqs, work_queue) == (0, 0)
+
+
+def test_a_reason_sqs_could_not_carry_is_sanitised_and_bounded(
+    moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop
+) -> None:
+    reason = "bad\x00byte \ud800 " + "x" * 5000
+    send_batches(moto_sqs, work_queue, ["nul"])
+    consumer = _consumer(moto_sqs, ScriptedHandler(lambda m: Reject(reason)))
+    runner = run_loop(consumer)
+    runner.wait_for(
+        lambda: (
+            metric(PROCESSED, service=consumer.service, queue=WORK_QUEUE, outcome="rejected") == 1
+        )
+    )
+    runner.stop()
+    (dead,) = _dead_letters(moto_sqs)
+    assert dead["failure-reason"] == attribute_value(reason)
+    assert dead["failure-reason"].startswith("bad\ufffdbyte \ufffd xxx")
+
+
+def test_attribute_value_keeps_sqs_text_and_replaces_the_rest() -> None:
+    allowed = "tab\tnl\ncr\r é \ud7ff \ue000 \ufffd \U0001f600 \U0010ffff"
+    assert attribute_value(allowed) == allowed
+    refused = "".join(chr(c) for c in (0, 1, 8, 11, 12, 31, 0xD800, 0xDFFF, 0xFFFE, 0xFFFF))
+    assert attribute_value(refused) == "\ufffd" * len(refused)
+    assert attribute_value("") == "-"
+    long = attribute_value("y" * 2000)
+    assert len(long) == MAX_ATTRIBUTE_CHARS and long.endswith("...")
 
 
 def test_in_flight_work_is_bounded(moto_sqs: SQSClient, work_queue: str, run_loop: RunLoop) -> None:
@@ -262,7 +413,7 @@ def test_a_failing_delete_is_logged_not_fatal(
 
 @pytest.mark.parametrize(
     ("wait_time", "shutdown_timeout", "expected_poll"),
-    [(20, 5, 4), (1, 5, 1), (20, 0.5, 0)],
+    [(20, 9, IDLE_POLL_CAP_S), (20, 3, 2), (1, 5, 1), (20, 0.5, 0)],
 )
 def test_long_polls_end_inside_the_shutdown_budget(
     moto_sqs: SQSClient,

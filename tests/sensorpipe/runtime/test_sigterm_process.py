@@ -21,6 +21,8 @@ from tests.conftest import Pipeline, make_pipeline
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# The child must import this tree's library, not whichever one the venv installed.
+CHILD_PYTHONPATH = f"{REPO_ROOT / 'shared'}:{REPO_ROOT}"
 SHUTDOWN_TIMEOUT_S = 4
 BATCH_DELAY_S = 0.4
 MESSAGES = 40
@@ -82,7 +84,7 @@ def test_sigterm_mid_batch_loses_nothing_and_redoes_nothing_acknowledged(
     record_file = tmp_path / "records.log"
     env = {
         **pipeline.env,
-        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONPATH": CHILD_PYTHONPATH,
         "SAMPLE_RECORD_FILE": str(record_file),
         "SAMPLE_BATCH_DELAY_S": str(BATCH_DELAY_S),
         "SENSORPIPE_LOG_FORMAT": "json",
@@ -165,7 +167,7 @@ def test_sigint_while_idle_in_a_long_poll_exits_0_within_the_stated_time(
         localstack,
         {"runtime": {"wait_time_seconds": 20, "shutdown_timeout_seconds": SHUTDOWN_TIMEOUT_S}},
     )
-    env = {**pipeline.env, "PYTHONPATH": str(REPO_ROOT), "SAMPLE_RECORD_FILE": "/dev/null"}
+    env = {**pipeline.env, "PYTHONPATH": CHILD_PYTHONPATH, "SAMPLE_RECORD_FILE": "/dev/null"}
     service = ServiceProcess("tests.sensorpipe.runtime.sample_service", env, tmp_path / "logs")
     service.start()
     assert service.process is not None

@@ -963,6 +963,54 @@ def test_poison_bodies_are_rejected_and_the_rest_taken() -> None:
     assert r.acks.acked == [good]
 
 
+def test_a_body_its_attributes_contradict_is_rejected_naming_both() -> None:
+    r = rig()
+    liar = msg(0)
+    liar.attributes["scenario"] = "notification"  # the body says "raw"
+    (outcome,) = r.handle(liar)
+    assert isinstance(outcome, Reject)
+    assert "body says scenario 'raw', attributes say 'notification'" in outcome.reason
+    assert r.stage.names() == []
+
+
+def test_a_message_that_raises_while_taken_in_is_rejected_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = rig()
+    real = r.handler.book.classify
+
+    def classify(position: Position, now: float) -> Any:
+        if position.seq == 1:
+            raise KeyError("injected bug")
+        return real(position, now)
+
+    monkeypatch.setattr(r.handler.book, "classify", classify)
+    first, culprit = msg(0), msg(1)
+    outcomes = r.handle(first, culprit)
+    assert outcomes[0] is HOLD
+    assert isinstance(outcomes[1], Reject)
+    assert outcomes[1].reason == "handler error: KeyError: 'injected bug'"
+    assert r.stage.names() == [name(0)]
+    assert r.acks.acked == [first]  # the culprit is neither held nor acknowledged
+
+
+def test_a_bug_after_taking_messages_in_resets_instead_of_raising(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = rig()
+    r.handle(msg(0))
+
+    def broken_snapshot() -> dict[str, Any]:
+        raise TypeError("injected bug in snapshot")
+
+    monkeypatch.setattr(r.stage, "snapshot", broken_snapshot)
+    later = msg(1)
+    outcomes = r.handle(later)  # does not raise
+    assert outcomes == [HOLD]
+    assert later in r.acks.released  # handed back by the reset, nothing lost
+    assert any("injected bug in snapshot" in c[1] for c in r.observed.of("reset"))
+
+
 def test_the_prometheus_observer_counts_what_the_sequencer_does() -> None:
     service = f"seq-{uuid.uuid4().hex[:8]}"  # fresh label values: counters start at 0
 
