@@ -19,7 +19,7 @@ MESSAGES_RECEIVED = Counter(
 )
 MESSAGES_PROCESSED = Counter(
     f"{PREFIX}_messages_processed_total",
-    "Messages finished, by outcome (ok, retry, rejected, handed_back)",
+    "Messages finished, by outcome (ok, retry, rejected, handler_error, gave_up, handed_back)",
     ["service", "queue", "outcome"],
 )
 RECORDS_PROCESSED = Counter(

@@ -37,7 +37,7 @@ import gzip
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -432,7 +432,8 @@ class SequencedHandler(BatchHandler):
                 self.stage.apply(unit.batch)
             except Exception as exc:
                 log.exception("applying %s failed", _describe(unit))
-                self._reset(f"applying {_describe(unit)} failed: {exc}", unit.messages)
+                reason = f"applying {_describe(unit)} failed: {type(exc).__name__}: {exc}"
+                self._reset(reason, [], failed=unit.messages)
                 return False
             self._pending.changed = True
         self._pending.messages.extend(unit.messages)
@@ -538,8 +539,14 @@ class SequencedHandler(BatchHandler):
         )
         return True
 
-    def _reset(self, reason: str, also: list[Message]) -> None:
-        """Forget everything since the last checkpoint and hand those messages back."""
+    def _reset(self, reason: str, also: list[Message], failed: Sequence[Message] = ()) -> None:
+        """Forget everything since the last checkpoint and hand those messages back.
+
+        ``failed`` are the messages of the batch whose failure caused the reset: they
+        are retried with the reason rather than released, so a batch that fails every
+        time reaches the DLQ, with "gave up after N receives: <reason>", instead of
+        looping; the others are redelivered at once.
+        """
         log.error("%s: re-reading the checkpoint and redoing what it lacks", reason)
         self._observer.reset(reason)
         back = [*self._pending.messages, *also]
@@ -548,8 +555,14 @@ class SequencedHandler(BatchHandler):
         self._pending, self._ready, self._collecting = _Pending(), deque(), {}
         self._queued = {}
         self.load()
-        if back and self.acknowledger is not None:
+        if self.acknowledger is None:
+            return
+        culprits = {m.receipt_handle for m in failed}
+        back = [m for m in back if m.receipt_handle not in culprits]
+        if back:
             self.acknowledger.release(list({m.receipt_handle: m for m in back}.values()))
+        if failed:
+            self.acknowledger.retry(list(failed), reason)
 
 
 def _pack(body: bytes) -> bytes:
