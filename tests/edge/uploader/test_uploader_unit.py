@@ -293,7 +293,8 @@ def test_checkpoint_is_replaced_atomically_and_checked_on_load(env: Env) -> None
     simulate(env.db, 120)
     env.uploader().drain()
     state_dir = env.tmp / "state"
-    assert [p.name for p in state_dir.iterdir()] == ["ckpt.json"], "no temporary file left"
+    names = sorted(p.name for p in state_dir.iterdir())
+    assert names == ["ckpt.json", "ckpt.scenario.json"], "no temporary file left"
     state = saved(env)
     assert state["last"] == {
         "id": 120,
