@@ -187,6 +187,8 @@ def edge(localstack: str, tmp_path: Path) -> Iterator[Edge]:
         localstack,
         {"uploader": {"poll_interval_seconds": 0.2, "state_dir": str(tmp_path / "state")}},
     )
+    # The operator's part: the uploader only ever reads the controller, never creates it.
+    PipelineController(pipeline.config.pipeline.controller_db)
     yield Edge(tmp_path, pipeline)
 
 
