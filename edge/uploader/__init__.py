@@ -2,7 +2,9 @@
 
 Checkpointed by row id (durably, after SQS accepted the batch), stamped with the active
 scenario and config version read from the pipeline controller at the start of every batch,
-with deterministic batch ids so a resend after a crash is idempotent downstream.
+with deterministic batch ids so a resend after a crash is idempotent downstream. Poison
+rows go to a local quarantine file and the upload goes on; rows behind the checkpoint are
+found and sent; an unreadable controller means the last known scenario, never a new one.
 """
 
 from edge.uploader.batches import batch_id, generation_token
@@ -14,7 +16,10 @@ from edge.uploader.errors import (
     UnknownTableError,
     UploaderError,
 )
+from edge.uploader.idranges import IdRanges
+from edge.uploader.quarantine import Quarantine, quarantine_path
 from edge.uploader.source import SOURCE_TABLES, RowFingerprint, SensorSource
+from edge.uploader.stamp import ControllerReader, LastKnownStore, Stamp, last_known_path
 from edge.uploader.uploader import BatchResult, Totals, Uploader, UploadOptions
 
 __all__ = [
@@ -23,10 +28,15 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
+    "ControllerReader",
+    "IdRanges",
+    "LastKnownStore",
     "PendingBatch",
+    "Quarantine",
     "RowFingerprint",
     "SensorSource",
     "SourceError",
+    "Stamp",
     "StampError",
     "Totals",
     "UnknownTableError",
@@ -35,4 +45,6 @@ __all__ = [
     "UploaderError",
     "batch_id",
     "generation_token",
+    "last_known_path",
+    "quarantine_path",
 ]

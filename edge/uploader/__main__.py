@@ -6,8 +6,12 @@
 
 Settings come from the pipeline config (--config, else $SENSORPIPE_PIPELINE_CONFIG, else
 the packaged default); flags override them. Progress goes to stderr; --dry-run prints one
-JSON line per batch that would be sent to stdout. Exit codes: 0 done, 1 runtime error,
-2 bad arguments or configuration.
+JSON line per batch that would be sent to stdout. Exit codes: 0 done (also when the
+reader of stdout went away, as with ``| head``), 1 runtime error, 2 bad arguments or
+configuration, always as one line on stderr naming the flag or variable, no traceback.
+
+The controller database is only ever opened read-only (never created); see
+``edge.uploader.stamp`` for what happens while it is unreadable.
 """
 
 from __future__ import annotations
@@ -20,23 +24,66 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edge.uploader.checkpoint import CheckpointStore, default_checkpoint_path
 from edge.uploader.source import SOURCE_TABLES, SensorSource
+from edge.uploader.stamp import ControllerReader
 from edge.uploader.uploader import Uploader, UploadOptions
 from sensorpipe.aws import queue_url, sqs_client
 from sensorpipe.config import ConfigError, PipelineConfig, load_pipeline_config
-from sensorpipe.controller import ControllerError, PipelineController
+from sensorpipe.controller import ControllerError
 from sensorpipe.errors import SensorPipeError
 from sensorpipe.runtime.http import serve_http
 from sensorpipe.runtime.logs import configure_logging
 from sensorpipe.runtime.producer import EnvelopeProducer
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (exit 2), not usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"uploader: error: {message} (see --help)\n")
+
+
+class _BadSetting(Exception):
+    """A flag or variable with a value that cannot work; exit 2 with this line."""
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..100000")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..65535")
+    return value
+
+
+def _env_port(environ: dict[str, str]) -> int | None:
+    text = environ.get("SENSORPIPE_METRICS_PORT", "").strip()
+    if not text:
+        return None
+    try:
+        return _port(text) or None
+    except argparse.ArgumentTypeError as exc:
+        raise _BadSetting(f"SENSORPIPE_METRICS_PORT: {exc}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m edge.uploader",
         description="Send new rows of an edge sensor database to the pipeline's ingest queue.",
     )
@@ -45,15 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--table", choices=SOURCE_TABLES, help="default: source.table_name")
     p.add_argument("--once", action="store_true", help="send what is there, then exit")
     p.add_argument("--dry-run", action="store_true", help="print batches; send and save nothing")
-    p.add_argument("--batch-size", type=int, help="rows per batch (default: uploader.batch_size)")
+    p.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        help="rows per batch, 1..100000 (default: uploader.batch_size)",
+    )
     p.add_argument("--controller-db", type=Path, help="default: pipeline.controller_db")
     p.add_argument("--state-dir", type=Path, help="default: uploader.state_dir")
     p.add_argument("--checkpoint", type=Path, help="checkpoint file (default: in --state-dir)")
     p.add_argument("--log-json", action="store_true", help="JSON log lines on stderr")
     p.add_argument(
         "--metrics-port",
-        type=int,
-        default=int(os.environ.get("SENSORPIPE_METRICS_PORT", "0")) or None,
+        type=_port,
         help="serve /metrics and /healthz here (default: $SENSORPIPE_METRICS_PORT, else off)",
     )
     return p
@@ -67,8 +117,9 @@ def _build(args: argparse.Namespace, config: PipelineConfig) -> Uploader:
         args.state_dir or Path(config.uploader.state_dir), name, db, table
     )
     controller_db = args.controller_db or Path(config.pipeline.controller_db)
-    controller_db.parent.mkdir(parents=True, exist_ok=True)
-    controller = PipelineController(controller_db, valid_scenarios=config.scenario_names())
+    # Read-only and opened per batch: never created, and a missing or broken file does
+    # not stop the start (the last known scenario is used, or nothing is sent).
+    controller = ControllerReader(controller_db, config.scenario_names())
     max_bytes = min(config.uploader.max_batch_bytes, config.queues.max_body_bytes)
     sender = None
     if not args.dry_run:
@@ -102,11 +153,25 @@ def _build(args: argparse.Namespace, config: PipelineConfig) -> Uploader:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of stdout went away (``| head``): stop quietly, and keep Python's
+        # final flush from complaining about the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging("uploader", json_lines=args.log_json)
-    if args.batch_size is not None and not 1 <= args.batch_size <= 100_000:
-        print("uploader: error: --batch-size must be 1..100000", file=sys.stderr)
+    try:
+        metrics_port = (
+            args.metrics_port if args.metrics_port is not None else _env_port(dict(os.environ))
+        )
+    except _BadSetting as exc:
+        print(f"uploader: error: {exc}", file=sys.stderr)
         return 2
+    configure_logging("uploader", json_lines=args.log_json)
     try:
         config = load_pipeline_config(args.config)
     except ConfigError as exc:
@@ -122,9 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         uploader = _build(args, config)
-        if args.metrics_port:
+        if metrics_port:
             host = os.environ.get("SENSORPIPE_METRICS_HOST", "127.0.0.1")
-            serve_http(host, args.metrics_port, uploader.health)
+            try:
+                serve_http(host, metrics_port, uploader.health)
+            except OSError as exc:
+                print(
+                    f"uploader: error: --metrics-port / SENSORPIPE_METRICS_PORT {metrics_port} "
+                    f"on SENSORPIPE_METRICS_HOST {host!r}: cannot serve there ({exc})",
+                    file=sys.stderr,
+                )
+                return 2
         print(
             f"uploader: {uploader.source.name} -> {config.queues.ingest}, checkpoint "
             f"{uploader.store.path} (generation {uploader.state.generation}, "
@@ -149,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         f"in {elapsed:.2f} s ({totals.records / elapsed:.0f} records/s)",
         file=sys.stderr,
     )
+    sys.stdout.flush()  # a closed pipe shows here, inside main's BrokenPipeError handler
     return 0
 
 

@@ -11,6 +11,15 @@ the same batch id, even if the writer has added rows since.
 It also numbers the generation's batches (``next_seq``): batch n of a generation carries
 position (stream, n) downstream, so the stateful stages can tell which of the source's
 batches they have seen. A resent pending batch keeps its number.
+
+A pending batch names its rows exactly: ``sent`` (the ids in the envelope) and ``read``
+(those plus the rows set aside in quarantine), so a resend carries the same records even
+if rows were written into its id range meanwhile. The checkpoint also remembers its
+*gaps*, ids at or below ``last_id`` that held no row when the uploader read past them
+(``[MIN_ID, 0]`` before anything was read): a row that appears there later is behind the
+checkpoint, and is found and sent as a batch of its own instead of being skipped.
+Old files without these fields read as whole-range batches and a gap below id 1, which
+is what the uploader that wrote them did.
 """
 
 from __future__ import annotations
@@ -19,12 +28,13 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge.uploader.errors import CheckpointError
+from edge.uploader.idranges import MIN_ID, IdRanges
 from edge.uploader.source import RowFingerprint
 
 _VERSION = 1
@@ -42,18 +52,46 @@ class PendingBatch:
     scenario: str
     config_version: int
     seq: int = 0  # the batch's number in its generation
+    sent: IdRanges = field(default_factory=IdRanges)  # the ids in the envelope
+    # sent plus quarantined: every row the batch accounts for
+    read: IdRanges = field(default_factory=IdRanges)
+    behind: bool = False  # rows found behind the checkpoint (last_id does not move)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "count": self.count,
+            "scenario": self.scenario,
+            "config_version": self.config_version,
+            "seq": self.seq,
+            "sent": self.sent.to_json(),
+            "read": self.read.to_json(),
+            "behind": self.behind,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PendingBatch:
+        first, last = int(data["first_id"]), int(data["last_id"])
+        whole = [[first, last]]  # written before batches named their rows
         return cls(
             batch_id=str(data["batch_id"]),
-            first_id=int(data["first_id"]),
-            last_id=int(data["last_id"]),
+            first_id=first,
+            last_id=last,
             count=int(data["count"]),
             scenario=str(data["scenario"]),
             config_version=int(data["config_version"]),
             seq=int(data.get("seq", 0)),
+            sent=IdRanges.from_json(data.get("sent", whole)),
+            read=IdRanges.from_json(data.get("read", whole)),
+            behind=bool(data.get("behind", False)),
         )
+
+
+def fresh_gaps() -> IdRanges:
+    """Nothing read yet: every id up to 0 is a gap (ids at or below 0 are found there)."""
+    return IdRanges.span(MIN_ID, 0)
 
 
 @dataclass(slots=True)
@@ -67,6 +105,7 @@ class Checkpoint:
     max_id_seen: int = 0
     pending: PendingBatch | None = None
     next_seq: int = 0  # the number the generation's next new batch gets
+    gaps: IdRanges = field(default_factory=fresh_gaps)
     updated_at: str = field(default="")
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,8 +118,9 @@ class Checkpoint:
             "last_id": self.last_id,
             "last": self.last.to_dict() if self.last else None,
             "max_id_seen": self.max_id_seen,
-            "pending": asdict(self.pending) if self.pending else None,
+            "pending": self.pending.to_dict() if self.pending else None,
             "next_seq": self.next_seq,
+            "gaps": self.gaps.to_json(),
             "updated_at": self.updated_at,
         }
 
@@ -97,6 +137,7 @@ class Checkpoint:
             max_id_seen=int(data.get("max_id_seen", 0)),
             pending=PendingBatch.from_dict(pending) if pending else None,
             next_seq=int(data.get("next_seq", 0)),
+            gaps=IdRanges.from_json(data["gaps"]) if "gaps" in data else fresh_gaps(),
             updated_at=str(data.get("updated_at", "")),
         )
 
@@ -135,22 +176,31 @@ class CheckpointStore:
     def save(self, checkpoint: Checkpoint) -> None:
         checkpoint.updated_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         data = json.dumps(checkpoint.to_dict(), indent=1, sort_keys=True).encode()
-        directory = self.path.parent
-        tmp = directory / f".{self.path.name}.{os.getpid()}.tmp"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-            _fsync_directory(directory)
+            write_atomically(self.path, data)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise CheckpointError(
                 f"cannot write checkpoint {self.path}: {exc.strerror}",
                 hint="check disk space and permissions of the state directory",
             ) from exc
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a crash leaves the old or the new file, never a
+    torn one (temporary file, fsync, rename, fsync of the directory)."""
+    directory = path.parent
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_directory(directory)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -2,7 +2,8 @@
 
 Shared names (records, messages, scenario) come from sensorpipe.runtime.metrics with
 ``service="uploader"``; these add what only the edge knows: where the checkpoint is,
-how far behind it is, and how often the source database was recreated.
+how far behind it is, how often the source database was recreated, rows set aside in
+quarantine or found behind the checkpoint, and whether the controller is readable.
 """
 
 from __future__ import annotations
@@ -28,4 +29,18 @@ SOURCE_RECREATIONS = Counter(
 )
 LAST_BATCH_TIMESTAMP = Gauge(
     f"{PREFIX}_uploader_last_batch_timestamp_seconds", "Unix time of the last batch sent"
+)
+ROWS_QUARANTINED = Counter(
+    f"{PREFIX}_uploader_rows_quarantined_total",
+    "Source rows set aside in the local quarantine file instead of sent",
+    ["reason"],
+)
+ROWS_BEHIND_CHECKPOINT = Counter(
+    f"{PREFIX}_uploader_rows_behind_checkpoint_total",
+    "Rows found at or below the checkpoint after it had moved past their id (sent late)",
+)
+CONTROLLER_AVAILABLE = Gauge(
+    f"{PREFIX}_uploader_controller_available",
+    "1 when the pipeline controller was readable at the last batch, 0 when the last "
+    "known scenario was used",
 )

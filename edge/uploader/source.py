@@ -4,11 +4,13 @@ The connection is read-only (``mode=ro``) and the database is in WAL mode, so th
 simulator or generator keeps writing while we read. Table names come from an allow-list
 and every statement is a constant chosen from it; nothing from input is interpolated.
 When the file is replaced (the generator deletes it on start) the next read reopens it.
+
+TEXT comes back undecoded (``RawText``), so a value that is not UTF-8 cannot make a read
+fail: ``edge.uploader.rows`` decides per row what can be sent.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -16,9 +18,19 @@ from pathlib import Path
 from typing import Any, Final
 
 from edge.uploader.errors import SourceError, UnknownTableError
+from edge.uploader.rows import RawRow, RawText, Row, plain_value, row_id
 
 SOURCE_TABLES: Final = ("sensor_readings", "sensor_data")
-Row = dict[str, Any]
+__all__ = [
+    "SOURCE_TABLES",
+    "RawRow",
+    "RawText",
+    "Row",
+    "RowFingerprint",
+    "SensorSource",
+    "check_table",
+    "fingerprint_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +52,7 @@ class RowFingerprint:
 @dataclass(frozen=True, slots=True)
 class _Statements:
     after: str
-    between: str
+    within: str
     by_id: str
     first: str
     max_id: str
@@ -49,7 +61,7 @@ class _Statements:
 def _statements(table: str) -> _Statements:
     return _Statements(
         after=f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
-        between=f"SELECT * FROM {table} WHERE id BETWEEN ? AND ? ORDER BY id",
+        within=f"SELECT * FROM {table} WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?",
         by_id=f"SELECT id, timestamp, sensor_id FROM {table} WHERE id = ?",
         first=f"SELECT id, timestamp, sensor_id FROM {table} ORDER BY id LIMIT 1",
         max_id=f"SELECT COALESCE(MAX(id), 0) FROM {table}",
@@ -87,27 +99,32 @@ class SensorSource:
     def exists(self) -> bool:
         return self.path.is_file()
 
-    def rows_after(self, after_id: int, limit: int) -> list[Row]:
+    def rows_after(self, after_id: int, limit: int) -> list[RawRow]:
         return self._rows(self._sql.after, (after_id, limit))
 
-    def rows_between(self, first_id: int, last_id: int) -> list[Row]:
-        return self._rows(self._sql.between, (first_id, last_id))
+    def rows_between(self, first_id: int, last_id: int, limit: int = -1) -> list[RawRow]:
+        """Rows with ``first_id <= id <= last_id`` (at most ``limit``; -1: all)."""
+        return self._rows(self._sql.within, (first_id, last_id, limit))
 
     def fingerprint(self, row_id: int) -> RowFingerprint | None:
         row = self._query(self._sql.by_id, (row_id,)).fetchone()
-        return RowFingerprint(int(row[0]), row[1], row[2]) if row else None
+        return _fingerprint(row) if row else None
 
     def first_row(self) -> RowFingerprint | None:
         row = self._query(self._sql.first, ()).fetchone()
-        return RowFingerprint(int(row[0]), row[1], row[2]) if row else None
+        return _fingerprint(row) if row else None
 
     def max_id(self) -> int:
         return int(self._query(self._sql.max_id, ()).fetchone()[0])
 
-    def _rows(self, sql: str, params: tuple[int, ...]) -> list[Row]:
+    def _rows(self, sql: str, params: tuple[int, ...]) -> list[RawRow]:
         cursor = self._query(sql, params)
         names = [d[0] for d in cursor.description]
-        return [_json_row(names, values) for values in cursor.fetchall()]
+        try:
+            return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        except sqlite3.DatabaseError as exc:  # the file changed or broke mid-read
+            self.close()
+            raise SourceError(f"reading {self.name} failed: {exc}") from exc
 
     def _query(self, sql: str, params: tuple[int, ...]) -> sqlite3.Cursor:
         conn = self._connection()
@@ -147,15 +164,20 @@ class SensorSource:
                 self._conn = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None)
             except sqlite3.Error as exc:
                 raise SourceError(f"cannot open {self.path} read-only: {exc}") from exc
+            # Never fails, whatever bytes a TEXT value holds; rows.decode_row decides.
+            self._conn.text_factory = RawText
             self._file_id = file_id
         return self._conn
 
 
-def _json_row(names: list[str], values: tuple[Any, ...]) -> Row:
-    row = dict(zip(names, values, strict=True))
-    if bytes in set(map(type, values)):  # one C-level pass; BLOBs are rare
-        for key, value in row.items():
-            if isinstance(value, bytes):
-                # A BLOB in a sensor column is bad input; keep it visible (and JSON-safe).
-                row[key] = "base64:" + base64.b64encode(value).decode("ascii")
-    return row
+def _fingerprint(row: tuple[Any, ...]) -> RowFingerprint:
+    return RowFingerprint(int(row[0]), plain_value(row[1]), plain_value(row[2]))
+
+
+def fingerprint_of(raw: RawRow) -> RowFingerprint:
+    """The fingerprint of a row as read (``SensorSource.fingerprint`` gives the same)."""
+    return RowFingerprint(
+        row_id(raw),
+        plain_value(raw.get("timestamp")),
+        plain_value(raw.get("sensor_id")),
+    )

@@ -5,6 +5,13 @@ and config version from the pipeline controller (at the start of *every* batch, 
 switch applies from the next batch on); write the batch down as pending; send its
 envelope(s) to the ingest queue; only then advance the checkpoint. A crash anywhere in
 between resends the identical batch under the identical batch id.
+
+Nothing stops the upload, and nothing is skipped silently: a poison row (text that is not
+UTF-8, or a row too large for one message) goes to the local quarantine file and the rows
+around it go on (``rows.py``, ``quarantine.py``); rows that appear at or below the
+checkpoint (ids at or below 0, a gap filled later) are found in the checkpoint's gaps and
+sent as a batch of their own, the next in the stream; an unreadable controller means the
+last known scenario (``stamp.py``), never an invented one.
 """
 
 from __future__ import annotations
@@ -17,17 +24,23 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import IO, Protocol
 
+import orjson
+
 from edge.uploader import metrics
 from edge.uploader.batches import batch_id, build_envelope, generation_token, stream_id
 from edge.uploader.checkpoint import Checkpoint, CheckpointStore, PendingBatch
 from edge.uploader.errors import CheckpointError, SourceError, StampError
-from edge.uploader.source import Row, RowFingerprint, SensorSource
-from sensorpipe.controller import ActiveScenario, ControllerError
+from edge.uploader.idranges import IdRanges
+from edge.uploader.quarantine import Quarantine, quarantine_path
+from edge.uploader.rows import INVALID_UTF8, TOO_LARGE, Poison, RawRow, decode_row, row_id
+from edge.uploader.source import Row, RowFingerprint, SensorSource, fingerprint_of
+from edge.uploader.stamp import LastKnownStore, ScenarioReader, StampKeeper, last_known_path
 from sensorpipe.envelope import (
     Encoded,
     Envelope,
     EnvelopeError,
     Position,
+    encode,
     encode_to_fit,
     encoded_size,
 )
@@ -36,9 +49,12 @@ from sensorpipe.runtime.metrics import RECORDS_PROCESSED, SCENARIO_INFO
 
 log = logging.getLogger("edge.uploader")
 
-
-class ScenarioReader(Protocol):
-    def active(self) -> ActiveScenario: ...
+# The gaps behind the checkpoint it remembers (the newest ones); normally one or two.
+MAX_GAPS = 1024
+# A split part's id and path are longer than the batch's: room kept for them when a row
+# is measured alone (batch_size <= 100,000 means at most 17 halvings).
+_SPLIT_DEPTH = 20
+_HEADER_ROOM = 512
 
 
 class EnvelopeSender(Protocol):
@@ -66,6 +82,7 @@ class BatchResult:
     scenario: str
     config_version: int
     resent: bool
+    quarantined: int = 0  # rows of the batch set aside instead of sent
 
 
 @dataclass(slots=True)
@@ -87,16 +104,24 @@ class Uploader:
         options: UploadOptions,
         known_scenarios: Collection[str],
         dry_run_out: IO[str] | None = None,
+        last_known: LastKnownStore | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         if sender is None and not options.dry_run:
             raise ValueError("a sender is required unless dry_run is set")
         self.source = source
         self.store = store
-        self.controller = controller
         self.sender = sender
         self.options = options
-        self.known_scenarios = frozenset(known_scenarios)
         self.dry_run_out = dry_run_out
+        writes = not options.dry_run
+        self.stamps = StampKeeper(
+            controller,
+            last_known or LastKnownStore(last_known_path(store.path), write=writes),
+            known_scenarios,
+        )
+        self.quarantine = quarantine or Quarantine(quarantine_path(store.path), write=writes)
+        self.rows_behind_found = 0
         self.state = store.load(source.name)
         if self.state.source != source.name:
             # Fingerprints still protect us: another database reads as a recreated one.
@@ -118,50 +143,156 @@ class Uploader:
         self._check_generation()
         pending = self.state.pending
         if pending is not None:
-            rows = self.source.rows_between(pending.first_id, pending.last_id)
-            if rows:
-                return self._send(rows, pending, resent=True)
-            log.error(
-                "pending batch %s (rows %d..%d) is gone from the database; nothing to resend",
-                pending.batch_id,
-                pending.first_id,
-                pending.last_id,
-            )
-            # Its number goes to the next batch: downstream never saw it complete, and
-            # a number no batch ever completes would hold the source's progress back.
-            self._save(replace(self.state, pending=None, next_seq=pending.seq))
-        rows = self.source.rows_after(self.state.last_id, self.options.batch_size)
-        if not rows:
-            return None
-        stamp = self._stamp()
+            result = self._resend(pending)
+            if result is not None:
+                return result
+        while True:
+            behind = self._rows_behind()
+            raw = behind or self.source.rows_after(self.state.last_id, self.options.batch_size)
+            if not raw:
+                return None
+            result = self._new_batch(raw, behind=bool(behind))
+            if result is not None:
+                return result
+            # Every row read went to quarantine and the checkpoint moved past them: read on.
+
+    def _new_batch(self, raw: list[RawRow], *, behind: bool) -> BatchResult | None:
+        stamp = self.stamps.stamp()
+        if self.state.generation_token is None:
+            anchor = self.source.first_row() or fingerprint_of(raw[0])
+            token = generation_token(self.source.table, anchor)
+            self.state = replace(self.state, anchor=anchor, generation_token=token)
         state = self.state
-        if state.generation_token is None:
-            anchor = self.source.first_row() or _fingerprint(rows[0])
-            state = replace(
-                state, anchor=anchor, generation_token=generation_token(self.source.table, anchor)
-            )
         assert state.generation_token is not None
-        first, last = int(rows[0]["id"]), int(rows[-1]["id"])
+        first, last = row_id(raw[0]), row_id(raw[-1])
         pending = PendingBatch(
             batch_id=batch_id(
                 self.options.source_name, state.generation, state.generation_token, first, last
             ),
             first_id=first,
             last_id=last,
-            count=len(rows),
+            count=0,
             scenario=stamp.scenario,
             config_version=stamp.config_version,
             seq=state.next_seq,
+            read=IdRanges.of(row_id(r) for r in raw),
+            behind=behind,
         )
+        rows = self._sendable(raw, pending)
+        if not rows:
+            self._commit(pending, last_fp=fingerprint_of(raw[-1]), next_seq=state.next_seq)
+            return None
+        pending = replace(pending, count=len(rows), sent=IdRanges.of(r["id"] for r in rows))
         self._save(replace(state, pending=pending, next_seq=state.next_seq + 1))
-        return self._send(rows, pending, resent=False)
+        return self._send(rows, pending, resent=False, last_fp=fingerprint_of(raw[-1]))
 
-    def _send(self, rows: list[Row], pending: PendingBatch, *, resent: bool) -> BatchResult:
+    def _resend(self, pending: PendingBatch) -> BatchResult | None:
+        in_range = self.source.rows_between(pending.first_id, pending.last_id)
+        # Exactly the rows it was sent with: a row written into its range since is not one.
+        raw = [r for r in in_range if row_id(r) in pending.sent]
+        last_fp = fingerprint_of(in_range[-1]) if in_range else None
+        rows = self._sendable(raw, pending)
+        if rows:
+            return self._send(rows, pending, resent=True, last_fp=last_fp)
+        log.error(
+            "pending batch %s (rows %d..%d) is gone from the database; nothing to resend",
+            pending.batch_id,
+            pending.first_id,
+            pending.last_id,
+        )
+        # Its number goes to the next batch: downstream never saw it complete, and
+        # a number no batch ever completes would hold the source's progress back.
+        self._commit(pending, last_fp=last_fp, next_seq=pending.seq)
+        return None
+
+    def _rows_behind(self) -> list[RawRow]:
+        """Rows in the checkpoint's gaps: written at or below it after it moved past."""
+        found: list[RawRow] = []
+        for lo, hi in self.state.gaps:
+            found += self.source.rows_between(lo, hi, self.options.batch_size - len(found))
+            if len(found) >= self.options.batch_size:
+                break
+        if found:
+            self.rows_behind_found += len(found)
+            if not self.options.dry_run:
+                metrics.ROWS_BEHIND_CHECKPOINT.inc(len(found))
+            ids = [row_id(r) for r in found]
+            log.warning(
+                "ROWS BEHIND THE CHECKPOINT: %d row(s) of %s at or below row id %d appeared "
+                "after the uploader read past their ids (ids %s%s); sending them as a batch "
+                "of their own",
+                len(found),
+                self.source.name,
+                self.state.last_id,
+                ids[:10],
+                ", ..." if len(ids) > 10 else "",
+            )
+        return found
+
+    def _sendable(self, raw: list[RawRow], pending: PendingBatch) -> list[Row]:
+        """The rows that can travel; the others go to quarantine, with their reason."""
+        position = Position(self._stream(), pending.seq)
+        rows: list[Row] = []
+        poison: list[Poison] = []
+        for item in raw:
+            row, problem = decode_row(item)
+            if row is None:
+                poison.append(Poison(row_id(item), INVALID_UTF8, str(problem), item))
+                continue
+            too_large = self._too_large(row, pending, position)
+            if too_large is not None:
+                poison.append(Poison(row_id(item), TOO_LARGE, too_large, item))
+                continue
+            rows.append(row)
+        if poison:
+            self.quarantine.add(
+                poison, table=self.source.table, stream=position.stream, batch_id=pending.batch_id
+            )
+        return rows
+
+    def _too_large(self, row: Row, pending: PendingBatch, position: Position) -> str | None:
+        """Why ``row`` cannot fit one message even alone, or None (it fits)."""
+        limit = self.options.max_batch_bytes - _HEADER_ROOM
+        size = len(orjson.dumps(row))
+        if (size + 4096) * 1.4 <= limit:
+            return None  # certainly fits, even incompressible and base64-encoded
+        alone = build_envelope(
+            batch=pending.batch_id + ".1" * _SPLIT_DEPTH,
+            scenario=pending.scenario,
+            config_version=pending.config_version,
+            rows=[row],
+            source_name=self.options.source_name,
+            table=self.source.table,
+            generation=self.state.generation,
+            position=Position(position.stream, position.seq, "1" * _SPLIT_DEPTH),
+        )
+        encoded = encoded_size(encode(alone, compress=self.options.compress))
+        if encoded <= limit:
+            return None
+        return (
+            f"the row alone encodes to {encoded} bytes ({size} bytes of JSON), over the "
+            f"{self.options.max_batch_bytes}-byte message limit (queues.max_body_bytes / "
+            "uploader.max_batch_bytes)"
+        )
+
+    def _stream(self) -> str:
+        token = self.state.generation_token
+        assert token is not None  # set before the first batch of a generation is read
+        return stream_id(self.options.source_name, self.state.generation, token)
+
+    def _send(
+        self,
+        rows: list[Row],
+        pending: PendingBatch,
+        *,
+        resent: bool,
+        last_fp: RowFingerprint | None,
+    ) -> BatchResult:
         if resent:
             if len(rows) != pending.count:
                 log.warning(
                     "resending batch %s with %d rows, %d were read before the crash "
-                    "(rows deleted meanwhile)",
+                    "(rows deleted or no longer sendable meanwhile)",
                     pending.batch_id,
                     len(rows),
                     pending.count,
@@ -172,9 +303,6 @@ class Uploader:
                 pending.first_id,
                 pending.last_id,
             )
-        token = self.state.generation_token
-        assert token is not None  # set before the first batch of a generation is written
-        stream = stream_id(self.options.source_name, self.state.generation, token)
         envelope = build_envelope(
             batch=pending.batch_id,
             scenario=pending.scenario,
@@ -183,7 +311,7 @@ class Uploader:
             source_name=self.options.source_name,
             table=self.source.table,
             generation=self.state.generation,
-            position=Position(stream, pending.seq),
+            position=Position(self._stream(), pending.seq),
         )
         if self.options.dry_run:
             encoded = encode_to_fit(
@@ -202,26 +330,39 @@ class Uploader:
             scenario=pending.scenario,
             config_version=pending.config_version,
             resent=resent,
+            quarantined=_count(pending.read) - _count(pending.sent),
         )
-        last_id = max(pending.last_id, self.state.last_id)
-        self._save(replace(self.state, last_id=last_id, last=_fingerprint(rows[-1]), pending=None))
+        self._commit(pending, last_fp=last_fp, next_seq=self.state.next_seq)
         self._report(result, encoded)
         return result
 
-    # -- stamp, generation, checkpoint ----------------------------------------------
+    def _commit(
+        self, pending: PendingBatch, *, last_fp: RowFingerprint | None, next_seq: int
+    ) -> None:
+        """The batch is accounted for: move the checkpoint, or fill the gaps it came from."""
+        state = self.state
+        if pending.behind:
+            gaps = state.gaps.minus(pending.read)
+            last_id, last = state.last_id, state.last
+        else:
+            passed = IdRanges.span(state.last_id + 1, pending.last_id).minus(pending.read)
+            gaps = state.gaps.union(passed)
+            if len(gaps) > MAX_GAPS:
+                kept = gaps.newest(MAX_GAPS)
+                log.warning(
+                    "%d gaps behind the checkpoint; forgetting the oldest: rows written "
+                    "later into ids below %d will not be found",
+                    len(gaps),
+                    kept.intervals[0][0],
+                )
+                gaps = kept
+            last_id = max(pending.last_id, state.last_id)
+            last = last_fp or state.last
+        self._save(
+            replace(state, last_id=last_id, last=last, gaps=gaps, pending=None, next_seq=next_seq)
+        )
 
-    def _stamp(self) -> ActiveScenario:
-        try:
-            active = self.controller.active()
-        except ControllerError as exc:
-            raise StampError(f"cannot read the active scenario: {exc}") from exc
-        if active.scenario not in self.known_scenarios:
-            raise StampError(
-                f"active scenario {active.scenario!r} (config version {active.config_version}) "
-                "has no route in the pipeline config; holding rows at the edge",
-                hint="add the scenario to the config's scenarios table or switch to a known one",
-            )
-        return active
+    # -- generation, checkpoint, report ---------------------------------------------
 
     def _check_generation(self) -> None:
         state = self.state
@@ -321,9 +462,17 @@ class Uploader:
             print(json.dumps(line), file=self.dry_run_out, flush=True)
 
     def health(self) -> dict[str, object]:
-        """For /healthz: alive and where it stands (errors are retried, so still ok)."""
+        """For /healthz: "ok", "degraded" (sending under the last known scenario while the
+        controller is unreadable) or "unhealthy" (no scenario known: not sending), with
+        the reason. Other errors are retried, so they leave it "ok", with ``last_error``."""
+        status, reason = self.stamps.status()
         return {
-            "status": "ok",
+            "status": status,
+            "reason": reason,
+            "controller": self.stamps.health(),
+            "rows_quarantined": self.quarantine.count,
+            "quarantine_file": str(self.quarantine.path),
+            "rows_behind_checkpoint": self.rows_behind_found,
             "source": self.source.name,
             "generation": self.state.generation,
             "checkpoint_row_id": self.state.last_id,
@@ -349,8 +498,10 @@ class Uploader:
             try:
                 result = self.step()
             except (SourceError, StampError, SendError, CheckpointError, EnvelopeError) as exc:
+                # Once per distinct error, not every poll: a long outage is one line.
+                level = logging.DEBUG if str(exc) == self.last_error else logging.WARNING
                 self.last_error = str(exc)
-                log.warning("%s; retrying in %.1f s", exc, self.options.poll_interval_s)
+                log.log(level, "%s; retrying every %.1f s", exc, self.options.poll_interval_s)
                 stop.wait(self.options.poll_interval_s)
                 continue
             self.last_error = None
@@ -366,5 +517,5 @@ class Uploader:
         return self.totals
 
 
-def _fingerprint(row: Row) -> RowFingerprint:
-    return RowFingerprint(int(row["id"]), row.get("timestamp"), row.get("sensor_id"))
+def _count(ids: IdRanges) -> int:
+    return sum(hi - lo + 1 for lo, hi in ids)

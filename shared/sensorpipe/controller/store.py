@@ -4,6 +4,10 @@ Concurrency model (the seed's promises, kept): WAL mode so readers never block t
 every write is one ``BEGIN IMMEDIATE`` transaction that reads the newest row and appends
 after it; every read is a single SELECT, so it sees either the whole change or none of it.
 "Database is locked" is retried with exponential back-off until ``lock_timeout_s``.
+
+``read_only=True`` (or :meth:`PipelineController.open_existing`) opens an existing file
+with ``mode=ro`` and never creates, migrates or seeds it: a reader such as the edge
+uploader must not turn a deleted controller into a fresh one seeded ``raw``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from sensorpipe.controller.errors import (
 from sensorpipe.controller.models import ActiveScenario, Change, SetResult, parse_row
 from sensorpipe.controller.schema import (
     INSERT_ROW,
+    Layout,
     bring_up_to_date,
     inspect_schema,
     utc_now_iso,
@@ -63,8 +68,10 @@ class PipelineController:
         valid_scenarios: Collection[str] | None = None,
         *,
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+        read_only: bool = False,
     ) -> None:
         self.db_path = Path(db_path)
+        self.read_only = read_only
         # Resolved once: a later chdir of the process must not move the database.
         self._uri = self.db_path.absolute().as_uri()
         if not 0 < lock_timeout_s <= 3600:
@@ -77,7 +84,26 @@ class PipelineController:
             validate_scenario_name(name, db_path=self.db_path)
         self.allowed_scenarios: frozenset[str] = frozenset(BUILTIN_SCENARIOS) | extra
         self._check_location()
-        self._run(self._prepare, create=True)
+        if read_only:
+            self._run(self._check_usable)
+        else:
+            self._run(self._prepare, create=True)
+
+    @classmethod
+    def open_existing(
+        cls,
+        db_path: str | os.PathLike[str],
+        valid_scenarios: Collection[str] | None = None,
+        *,
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    ) -> PipelineController:
+        """Open an existing, current controller read-only; never create or change it.
+
+        Raises ``DatabaseUnavailableError`` when the file is missing, not SQLite or not
+        in the current layout, ``EmptyConfigError`` when it holds no row, and
+        ``DatabaseLockedError`` when it stays locked beyond ``lock_timeout_s``.
+        """
+        return cls(db_path, valid_scenarios, lock_timeout_s=lock_timeout_s, read_only=True)
 
     # -- public API -------------------------------------------------------------------
 
@@ -103,6 +129,12 @@ class PipelineController:
         extra_metadata: Mapping[str, Any] | None = None,
     ) -> SetResult:
         """Make ``scenario`` active; records nothing when it already is."""
+        if self.read_only:
+            raise DatabaseUnavailableError(
+                "opened read-only, so no scenario can be set through it",
+                db_path=self.db_path,
+                hint="use `pipeline-controller set SCENARIO --by WHO`",
+            )
         self.validate_scenario(scenario)
         operator = validate_operator(by, db_path=self.db_path)
         metadata = metadata_json(reason, extra_metadata, db_path=self.db_path)
@@ -194,6 +226,13 @@ class PipelineController:
                 hint=f"create it (mkdir -p {directory}) or point --db / PIPELINE_CONTROLLER_DB "
                 "at an existing directory",
             )
+        if self.read_only and not self.db_path.exists():
+            raise DatabaseUnavailableError(
+                "does not exist (opened read-only, so it is not created)",
+                db_path=self.db_path,
+                hint="create it with `pipeline-controller set SCENARIO --by WHO`, or point "
+                "--controller-db / pipeline.controller_db at the existing file",
+            )
         if self.db_path.exists() and not self.db_path.is_file():
             raise DatabaseUnavailableError(
                 "is not a regular file", db_path=self.db_path, hint="pass the database file path"
@@ -202,7 +241,9 @@ class PipelineController:
     def _connect(self, *, create: bool = False, any_thread: bool = False) -> sqlite3.Connection:
         # mode=rw after the first open: a file deleted under us is an error, not silently
         # replaced by an empty database.
-        uri = f"{self._uri}?mode={'rwc' if create else 'rw'}"
+        # mode=ro for a reader: SQLite then cannot create the file either.
+        mode = "ro" if self.read_only else ("rwc" if create else "rw")
+        uri = f"{self._uri}?mode={mode}"
         try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), not implicit.
             return sqlite3.connect(
@@ -255,6 +296,22 @@ class PipelineController:
             return  # the common case takes no write lock
         with _write_transaction(conn):
             bring_up_to_date(conn, str(self.db_path))
+
+    def _check_usable(self, conn: sqlite3.Connection) -> None:
+        state = inspect_schema(conn, str(self.db_path))
+        if state.layout is not Layout.CURRENT:
+            raise DatabaseUnavailableError(
+                f"pipeline_config is {state.layout.value}, not the current layout, and a "
+                "read-only reader may not create or migrate it",
+                db_path=self.db_path,
+                hint="run any `pipeline-controller` command once to bring it up to date",
+            )
+        if not state.has_rows:
+            raise EmptyConfigError(
+                "pipeline_config has no rows, so no scenario is active",
+                db_path=self.db_path,
+                hint="record one with `pipeline-controller set SCENARIO --by WHO`",
+            )
 
     def _data_version(self, conn: sqlite3.Connection) -> int:
         row = self._retrying(conn, lambda c: c.execute("PRAGMA data_version").fetchone())

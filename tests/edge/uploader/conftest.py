@@ -1,11 +1,13 @@
-"""Helpers for the uploader tests: a simulated database, a queue reader, and for the
-LocalStack tests an edge directory with a provisioned pipeline and uploader processes."""
+"""Helpers for the uploader tests: a simulated database, a queue reader, an uploader
+against moto's SQS (``env``), and for the LocalStack tests an edge directory with a
+provisioned pipeline and uploader processes."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,10 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from moto import mock_aws
 
 from edge.simulator import Manifest, Simulation, SimulationOptions
+from edge.uploader import CheckpointStore, SensorSource, Uploader, UploadOptions
 from sensorpipe.aws import sqs_client
+from sensorpipe.controller import PipelineController
 from sensorpipe.envelope import Envelope, decode
+from sensorpipe.runtime.producer import EnvelopeProducer
+from sensorpipe.scenarios import BUILTIN_SCENARIOS
 from tests.conftest import Pipeline, make_pipeline
 
 if TYPE_CHECKING:
@@ -180,6 +187,8 @@ def edge(localstack: str, tmp_path: Path) -> Iterator[Edge]:
         localstack,
         {"uploader": {"poll_interval_seconds": 0.2, "state_dir": str(tmp_path / "state")}},
     )
+    # The operator's part: the uploader only ever reads the controller, never creates it.
+    PipelineController(pipeline.config.pipeline.controller_db)
     yield Edge(tmp_path, pipeline)
 
 
@@ -194,3 +203,69 @@ def rows_exactly_once(received: Received, expected: range) -> None:
 def stop(process: subprocess.Popen[bytes]) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout=30)
+
+
+@dataclass
+class Env:
+    tmp: Path
+    sqs: SQSClient
+    url: str
+    controller: PipelineController
+
+    @property
+    def db(self) -> Path:
+        return self.tmp / "sensors.db"
+
+    def producer(self, max_bytes: int = 240 * 1024) -> EnvelopeProducer:
+        return EnvelopeProducer(
+            sqs=self.sqs,
+            queue_url=self.url,
+            queue_name="ingest",
+            max_body_bytes=max_bytes,
+            compress=True,
+            service="uploader",
+        )
+
+    def uploader(self, **kwargs: Any) -> Uploader:
+        options = UploadOptions(
+            source_name="node-a",
+            batch_size=kwargs.pop("batch_size", 100),
+            max_batch_bytes=kwargs.pop("max_bytes", 240 * 1024),
+            dry_run=kwargs.pop("dry_run", False),
+        )
+        sender = kwargs.pop("sender", None)
+        return Uploader(
+            source=SensorSource(kwargs.pop("db", self.db), kwargs.pop("table", "sensor_readings")),
+            store=CheckpointStore(kwargs.pop("checkpoint", self.tmp / "state" / "ckpt.json")),
+            controller=kwargs.pop("controller", self.controller),
+            sender=None if options.dry_run else (sender or self.producer(options.max_batch_bytes)),
+            options=options,
+            known_scenarios=kwargs.pop("known", BUILTIN_SCENARIOS),
+            dry_run_out=kwargs.pop("out", None),
+        )
+
+
+@pytest.fixture
+def env(tmp_path: Path, aws_credentials: None) -> Iterator[Env]:
+    with mock_aws():
+        sqs = sqs_client()
+        url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
+        controller = PipelineController(tmp_path / "controller.db", valid_scenarios=["custom"])
+        yield Env(tmp_path, sqs, url, controller)
+
+
+def db_rows(db: Path) -> dict[int, dict[str, Any]]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return {r["id"]: dict(r) for r in conn.execute("SELECT * FROM sensor_readings")}
+    finally:
+        conn.close()
+
+
+def received(env: Env) -> Received:
+    return drain(env.sqs, env.url, idle_polls=1, wait_s=0)  # moto: all messages visible now
+
+
+def saved(env: Env) -> dict[str, Any]:
+    return dict(json.loads((env.tmp / "state" / "ckpt.json").read_text()))

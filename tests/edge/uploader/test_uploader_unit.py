@@ -6,100 +6,26 @@ import io
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from moto import mock_aws
 
 from edge.uploader import (
     CheckpointError,
-    CheckpointStore,
     SensorSource,
     SourceError,
     StampError,
     UnknownTableError,
-    Uploader,
-    UploadOptions,
 )
-from sensorpipe.aws import sqs_client
-from sensorpipe.controller import PipelineController
 from sensorpipe.envelope import Encoded, Envelope
 from sensorpipe.runtime.errors import SendError
 from sensorpipe.runtime.producer import EnvelopeProducer
 from sensorpipe.scenarios import BUILTIN_SCENARIOS
-from tests.edge.uploader.conftest import Received, drain, simulate
+from tests.edge.uploader.conftest import Env, db_rows, received, saved, simulate
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
-
-
-@dataclass
-class Env:
-    tmp: Path
-    sqs: SQSClient
-    url: str
-    controller: PipelineController
-
-    @property
-    def db(self) -> Path:
-        return self.tmp / "sensors.db"
-
-    def producer(self, max_bytes: int = 240 * 1024) -> EnvelopeProducer:
-        return EnvelopeProducer(
-            sqs=self.sqs,
-            queue_url=self.url,
-            queue_name="ingest",
-            max_body_bytes=max_bytes,
-            compress=True,
-            service="uploader",
-        )
-
-    def uploader(self, **kwargs: Any) -> Uploader:
-        options = UploadOptions(
-            source_name="node-a",
-            batch_size=kwargs.pop("batch_size", 100),
-            max_batch_bytes=kwargs.pop("max_bytes", 240 * 1024),
-            dry_run=kwargs.pop("dry_run", False),
-        )
-        sender = kwargs.pop("sender", None)
-        return Uploader(
-            source=SensorSource(kwargs.pop("db", self.db), kwargs.pop("table", "sensor_readings")),
-            store=CheckpointStore(kwargs.pop("checkpoint", self.tmp / "state" / "ckpt.json")),
-            controller=self.controller,
-            sender=None if options.dry_run else (sender or self.producer(options.max_batch_bytes)),
-            options=options,
-            known_scenarios=kwargs.pop("known", BUILTIN_SCENARIOS),
-            dry_run_out=kwargs.pop("out", None),
-        )
-
-
-@pytest.fixture
-def env(tmp_path: Path, aws_credentials: None) -> Iterator[Env]:
-    with mock_aws():
-        sqs = sqs_client()
-        url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
-        controller = PipelineController(tmp_path / "controller.db", valid_scenarios=["custom"])
-        yield Env(tmp_path, sqs, url, controller)
-
-
-def db_rows(db: Path) -> dict[int, dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return {r["id"]: dict(r) for r in conn.execute("SELECT * FROM sensor_readings")}
-    finally:
-        conn.close()
-
-
-def received(env: Env) -> Received:
-    return drain(env.sqs, env.url, idle_polls=1, wait_s=0)  # moto: all messages visible now
-
-
-def saved(env: Env) -> dict[str, Any]:
-    return dict(json.loads((env.tmp / "state" / "ckpt.json").read_text()))
+    pass
 
 
 def test_every_row_once_in_order_then_checkpointed(env: Env) -> None:
@@ -293,7 +219,8 @@ def test_checkpoint_is_replaced_atomically_and_checked_on_load(env: Env) -> None
     simulate(env.db, 120)
     env.uploader().drain()
     state_dir = env.tmp / "state"
-    assert [p.name for p in state_dir.iterdir()] == ["ckpt.json"], "no temporary file left"
+    names = sorted(p.name for p in state_dir.iterdir())
+    assert names == ["ckpt.json", "ckpt.scenario.json"], "no temporary file left"
     state = saved(env)
     assert state["last"] == {
         "id": 120,
