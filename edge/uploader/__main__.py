@@ -6,9 +6,9 @@
 
 Settings come from the pipeline config (--config, else $SENSORPIPE_PIPELINE_CONFIG, else
 the packaged default); flags override them. Progress goes to stderr; --dry-run prints one
-JSON line per batch that would be sent to stdout. Exit codes: 0 done (also when the
-reader of stdout went away, as with ``| head``), 1 runtime error, 2 bad arguments or
-configuration, always as one line on stderr naming the flag or variable, no traceback.
+JSON line per batch that would be sent to stdout. Exit codes: 0 done, 1 runtime error,
+2 bad arguments or configuration (always one line on stderr naming the flag or variable,
+no traceback), 141 when the reader of stdout went away (``| head``), as every command.
 
 The controller database is only ever opened read-only (never created); see
 ``edge.uploader.stamp`` for what happens while it is unreadable.
@@ -33,6 +33,7 @@ from edge.uploader.source import SOURCE_TABLES, SensorSource
 from edge.uploader.stamp import ControllerReader
 from edge.uploader.uploader import Uploader, UploadOptions
 from sensorpipe.aws import queue_url, sqs_client
+from sensorpipe.cli import command
 from sensorpipe.config import ConfigError, PipelineConfig, load_pipeline_config
 from sensorpipe.controller import ControllerError
 from sensorpipe.errors import SensorPipeError
@@ -152,17 +153,8 @@ def _build(args: argparse.Namespace, config: PipelineConfig) -> Uploader:
     )
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(argv)
-    except BrokenPipeError:
-        # The reader of stdout went away (``| head``): stop quietly, and keep Python's
-        # final flush from complaining about the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         metrics_port = (
@@ -222,7 +214,6 @@ def _main(argv: list[str] | None) -> int:
         f"in {elapsed:.2f} s ({totals.records / elapsed:.0f} records/s)",
         file=sys.stderr,
     )
-    sys.stdout.flush()  # a closed pipe shows here, inside main's BrokenPipeError handler
     return 0
 
 

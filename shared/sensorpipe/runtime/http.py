@@ -20,7 +20,9 @@ def serve_http(host: str, port: int, health: Callable[[], dict[str, Any]]) -> Th
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
             elif self.path.startswith("/healthz"):
                 status = health()
-                code = 200 if status.get("status") == "ok" else 503
+                # "degraded" still does its work (an uploader under its last known
+                # scenario): an orchestrator must not restart it for that.
+                code = 200 if status.get("status") in ("ok", "degraded") else 503
                 self._send(code, "application/json", orjson.dumps(status))
             else:
                 self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
