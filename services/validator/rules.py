@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from sensorpipe.config.spec import CrossFieldRule, FieldSpec, ValidationSpec
+from sensorpipe.records import TimestampError, read_timestamp
 from services.validator.fastpath import generate_all_valid
 
 FieldError = dict[str, Any]
@@ -110,32 +110,37 @@ def _constraints(name: str, spec: FieldSpec) -> list[Callable[[Any], FieldError 
 def _timestamp_check(
     name: str, require_timezone: bool, skew_s: float
 ) -> Callable[[str, float], FieldError | None]:
+    """Accepts exactly what ``records.read_timestamp`` reads (the aggregator, the notifier
+    and the partitions read with it), zoned if the spec says so, not too far ahead."""
+
     def check(v: str, latest: float) -> FieldError | None:
         try:
-            # A bare date parses too, but a reading needs a time of day.
-            moment = datetime.fromisoformat(v) if len(v) >= 16 else None
-        except ValueError:
-            moment = None
-        if moment is None:
+            stamp = read_timestamp(v)
+        except TimestampError as exc:
+            if exc.problem == "range":
+                return field_error(
+                    name,
+                    "timestamp_range",
+                    v,
+                    "a UTC instant within years 0001-9999",
+                    f"{name} {exc.reason}",
+                )
             return field_error(
                 name,
                 "timestamp_format",
                 v,
-                "ISO-8601 date and time",
-                f"{name} {v!r} is not an ISO-8601 timestamp",
+                "ISO-8601 date and time (YYYY-MM-DDTHH:MM[:SS[.fff]] and Z or ±HH:MM)",
+                f"{name} {exc.reason}",
             )
-        if moment.tzinfo is None:
-            if require_timezone:
-                return field_error(
-                    name,
-                    "timestamp_timezone",
-                    v,
-                    "a UTC offset (Z or +HH:MM)",
-                    f"{name} {v!r} has no timezone",
-                )
-            moment = moment.replace(tzinfo=UTC)
-        epoch = moment.timestamp()
-        if epoch > latest:
+        if require_timezone and not stamp.zoned:
+            return field_error(
+                name,
+                "timestamp_timezone",
+                v,
+                "a UTC offset (Z or +HH:MM)",
+                f"{name} {v!r} has no timezone",
+            )
+        if stamp.at_us > latest * 1_000_000:
             return field_error(
                 name,
                 "timestamp_future",

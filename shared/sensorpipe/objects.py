@@ -10,13 +10,14 @@ from __future__ import annotations
 import gzip
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from botocore.exceptions import ClientError
 
 from sensorpipe.errors import SensorPipeError
+from sensorpipe.records import read_timestamp
 from sensorpipe.runtime.metrics import S3_OBJECTS_WRITTEN, S3_WRITE_SECONDS
 
 if TYPE_CHECKING:
@@ -44,11 +45,13 @@ def read_jsonl(body: bytes) -> list[dict[str, Any]]:
 
 
 def parse_event_time(value: str) -> datetime:
-    """ISO-8601 reading time as an aware UTC datetime ('Z' and offsets accepted)."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    """A reading time as an aware UTC datetime: exactly the timestamps
+    ``records.read_timestamp`` reads (no offset: UTC), at the same instant. Raises
+    ``records.TimestampError`` (a ValueError) for any other."""
+    return _EPOCH + timedelta(microseconds=read_timestamp(value).at_us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def hive_partition(moment: datetime) -> str:

@@ -55,6 +55,12 @@ def test_an_anomalous_row_flagged_consistently_is_valid(compiled: CompiledSpec) 
         ({"timestamp": "2025-13-01T00:00:00+00:00"}, ("timestamp", "timestamp_format")),
         ({"timestamp": "2025-08-18T10:00:00"}, ("timestamp", "timestamp_timezone")),
         ({"timestamp": 1755511200}, ("timestamp", "type")),
+        ({"timestamp": "0000-01-01T00:00:00+00:00"}, ("timestamp", "timestamp_range")),
+        ({"timestamp": "10000-01-01T00:00:00Z"}, ("timestamp", "timestamp_range")),
+        ({"timestamp": "0001-01-01T00:00:00+01:00"}, ("timestamp", "timestamp_range")),
+        ({"timestamp": "2024-12-31T23:59:60Z"}, ("timestamp", "timestamp_format")),
+        ({"timestamp": "2025-08-18X10:00:00Z"}, ("timestamp", "timestamp_format")),
+        ({"timestamp": "2025-08-18T10:00:00+0000x"}, ("timestamp", "timestamp_format")),
     ],
 )
 def test_each_rule_kind(compiled: CompiledSpec, overrides: dict[str, Any], expected: Any) -> None:
