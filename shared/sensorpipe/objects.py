@@ -8,6 +8,7 @@ an object with identical bytes instead of adding a duplicate.
 from __future__ import annotations
 
 import gzip
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,31 @@ def jsonl(records: Iterable[Mapping[str, Any]], *, compress: bool) -> bytes:
     """
     data = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records)
     return gzip.compress(data, compresslevel=6, mtime=0) if compress else data
+
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+_NON_FINITE_TEXT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with what orjson would lose or refuse spelt as text: a NaN or infinite
+    float (orjson writes null) as ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, an integer
+    beyond 64 bits (orjson raises) as its digits. For lines that must keep the value a
+    reading was rejected for; the rest is returned as it is (the same object when
+    nothing had to change)."""
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else _NON_FINITE_TEXT[repr(value)]
+    if kind is int:
+        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+    if kind is dict:
+        items = {k: json_safe(v) for k, v in value.items()}
+        same = all(items[k] is v for k, v in value.items())
+        return value if same else items
+    if kind is list or kind is tuple:
+        out = [json_safe(v) for v in value]
+        return value if all(a is b for a, b in zip(out, value, strict=True)) else out
+    return value
 
 
 def read_jsonl(body: bytes) -> list[dict[str, Any]]:

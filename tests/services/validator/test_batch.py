@@ -76,7 +76,7 @@ def test_valid_records_carry_quality_and_keep_their_lineage(validator: BatchVali
     result = validator.validate_envelope(envelope_of(mixed_rows()), apply_filters=False, now=NOW)
     by_id = {r["sensor_data"]["id"]: r for r in result.forward.records}
     assert by_id[1]["quality"] == {
-        "spec_version": "2.0.0",
+        "spec_version": "2.1.0",
         "validated_at": "2025-08-18T12:00:00.000+00:00",
         "anomalous": False,
         "anomaly_reasons": [],
@@ -99,7 +99,7 @@ def test_rejected_lines_hold_the_original_and_all_errors(validator: BatchValidat
     assert (line["scenario"], line["config_version"], line["spec_version"]) == (
         "schematized",
         4,
-        "2.0.0",
+        "2.1.0",
     )
     assert line["lineage"] == {"batch_id": "b-1", "source_row_id": 2}
 
@@ -129,7 +129,7 @@ def test_error_objects_are_partitioned_by_event_time(validator: BatchValidator) 
     assert [line["record"]["id"] for line in read_jsonl(hour10.body)] == [2]
     assert hour10.metadata["record-count"] == "1"
     assert hour10.metadata["scenario"] == "filtered"
-    assert hour10.metadata["spec-version"] == "2.0.0"
+    assert hour10.metadata["spec-version"] == "2.1.0"
     assert hour10.metadata["first-event-time"] == "2025-08-18T10:15:02.000+00:00"
     assert hour10.metadata["last-event-time"] == "2025-08-18T10:15:02.000+00:00"
     unknown = objects[unknown_key]

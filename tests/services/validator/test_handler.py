@@ -78,7 +78,7 @@ def test_error_objects_carry_metadata(moto_stack: MotoStack) -> None:
     assert head["Metadata"]["batch-id"] == "edge-1-000001"
     assert head["Metadata"]["scenario"] == "schematized"
     assert head["Metadata"]["config-version"] == "3"
-    assert head["Metadata"]["spec-version"] == "2.0.0"
+    assert head["Metadata"]["spec-version"] == "2.1.0"
     assert head["Metadata"]["record-count"] == "1"
     assert head["ContentEncoding"] == "gzip"
 
