@@ -15,7 +15,7 @@ id keep both their objects while a redelivery overwrites its own with the same b
 A set-aside record is filed under its event-time hour, except when its time is what is
 wrong (unreadable, out of range, in the future, missing): then under the hour it
 *arrived* (the message's SentTimestamp at the validator, the same on every redelivery),
-marked ``"partitioned_by": "arrival"`` with ``arrived_at``; its record is kept as it came.
+marked ``"partitioned_by": "arrival"``; its record is kept as it came.
 """
 
 from __future__ import annotations
@@ -219,10 +219,9 @@ def error_objects(result: BatchResult, *, compress: bool = True) -> list[ErrorOb
     batch = key_segment(str(summary["batch_id"]))
     suffix = ".jsonl.gz" if compress else ".jsonl"
     arrived = (result.arrived_at or datetime.now(UTC)).astimezone(UTC)
-    arrival = {
-        "partitioned_by": "arrival",
-        "arrived_at": arrived.isoformat(timespec="milliseconds"),
-    }
+    # Only the hour (the partition) records the arrival: a re-upload of the same rows in
+    # the same hour must write the same bytes.
+    arrival = {"partitioned_by": "arrival"}
     objects: list[ErrorObject] = []
     for kind, lines in (("rejected", result.rejected), ("filtered", result.filtered)):
         groups: dict[str, list[dict[str, Any]]] = {}

@@ -156,10 +156,7 @@ def test_error_objects_are_partitioned_by_event_time(validator: BatchValidator) 
     lines = {line["record"]["id"]: line for line in read_jsonl(hour11.body)}
     assert sorted(lines) == [4, 6]
     assert lines[4]["record"]["timestamp"] == "garbage", "the original value is kept"
-    assert (lines[4]["partitioned_by"], lines[4]["arrived_at"]) == (
-        "arrival",
-        "2025-08-18T11:58:30.000+00:00",
-    )
+    assert lines[4]["partitioned_by"] == "arrival"
     assert "partitioned_by" not in lines[6]
     # Only the readable event time counts in the object's time range.
     assert hour11.metadata["first-event-time"] == "2025-08-18T11:59:00.000+00:00"
@@ -258,8 +255,9 @@ def test_error_objects_are_byte_identical_on_redelivery(validator: BatchValidato
     b = [(o.key, o.metadata) for o in error_objects(second)]
     assert a == b, "processing times are no part of a key"
     assert any(line["errors"][0]["rule"] == "timestamp_future" for line in first.rejected)
+    # A re-upload arriving later in the same hour writes the same bytes too.
     again = validator.validate_envelope(
-        envelope_of(rows), apply_filters=False, now=later, arrived_at=ARRIVED
+        envelope_of(rows), apply_filters=False, now=later, arrived_at=ARRIVED.replace(minute=59)
     )
     assert [(o.key, o.body) for o in error_objects(first)] == [
         (o.key, o.body) for o in error_objects(again)
