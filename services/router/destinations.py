@@ -2,10 +2,15 @@
 sharded aggregator and notifier queues.
 
 Bucket writers put ONE object per (batch, destination, event-time hour):
-``<dest>/year=YYYY/month=MM/day=DD/hour=HH/<batch_id>.jsonl.gz``. The key depends only
-on the batch's identity and the bytes only on its content (sorted keys, gzip without a
+``<dest>/year=YYYY/month=MM/day=DD/hour=HH/<batch>_<content>.jsonl.gz``, ``batch`` the
+batch id as ``objects.key_segment`` (safe and distinct whatever the id) and ``content``
+the digest of the batch's source rows (``objects.content_digest``, about 1.3 µs a
+record). The key depends only on the batch's identity and source rows, never on
+processing times, and the bytes only on its content (sorted keys, gzip without a
 timestamp), so a redelivered or replayed batch overwrites its objects with identical
-bytes instead of adding duplicates.
+bytes instead of adding duplicates, while two different batches that share an id keep
+both. Every source row is kept: rows with their own ids that spell one instant three
+ways are three lines (the windows count the reading once, by ``records.reading_key``).
 
 Forwarders split a batch by a stable hash of the stage's key (sensor_id for the
 aggregator, location for the notifier), so one key always lands on one shard queue and
@@ -18,7 +23,6 @@ each shard counts every part of a source's batches to know how far the source go
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,8 +36,10 @@ from sensorpipe.errors import SensorPipeError
 from sensorpipe.objects import (
     ObjectWriter,
     batch_object_metadata,
+    content_digest,
     event_time_partition,
     jsonl,
+    key_segment,
     readable_event_time,
 )
 from sensorpipe.records import stable_shard
@@ -60,8 +66,6 @@ RECORDS_WITHOUT_EVENT_TIME = Counter(
 # same bytes, and the object's own LastModified says when the router wrote it.
 ROUTER_HOP: dict[str, str] = {"stage": "router"}
 
-_SAFE_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+@-]{0,199}$")
-
 
 class MalformedBatchError(SensorPipeError):
     """A batch breaks the record contract between stages; retrying cannot fix it."""
@@ -76,14 +80,12 @@ class RoutedBatch:
     # The greatest readable event time of the part's records (µs): once validated, of
     # its valid readings (a future-dated row was rejected and moves nothing).
     max_event_us: int | None = None
+    # The digest of the batch's source rows: part of every object key.
+    content: str = ""
 
     @classmethod
     def of(cls, envelope: Envelope) -> RoutedBatch:
-        if not _SAFE_BATCH_ID.match(envelope.batch_id):
-            raise MalformedBatchError(
-                f"batch id {envelope.batch_id!r} cannot name an object key "
-                "(letters, digits and . _ : = + @ - only, at most 200 characters)"
-            )
+        # Any batch id names a safe key (objects.key_segment): none is refused for it.
         times: list[datetime | None] = []
         for index, record in enumerate(envelope.records):
             sensor_data = record.get("sensor_data")
@@ -97,7 +99,8 @@ class RoutedBatch:
             times.append(readable_event_time(sensor_data.get("timestamp")))
         known = [t for t in times if t is not None]
         latest = _epoch_us(max(known)) if known else None
-        return cls(envelope, times, latest)
+        content = content_digest(r["sensor_data"] for r in envelope.records)
+        return cls(envelope, times, latest, content)
 
     @property
     def batch_id(self) -> str:
@@ -121,6 +124,11 @@ class DestinationWriter(Protocol):
     def deliver(self, batch: RoutedBatch) -> int:
         """Deliver the batch; return how many records this destination received."""
         ...
+
+
+def object_key(prefix: str, partition: str, batch: RoutedBatch, suffix: str) -> str:
+    """``<prefix>/<partition>/<batch id segment>_<content digest><suffix>``."""
+    return f"{prefix}/{partition}/{key_segment(batch.batch_id)}_{batch.content}{suffix}"
 
 
 class BucketWriter:
@@ -164,7 +172,7 @@ class BucketWriter:
             event_times=times,
         )
         return RenderedObject(
-            key=f"{self.destination.value}/{partition}/{envelope.batch_id}{self._suffix}",
+            key=object_key(self.destination.value, partition, batch, self._suffix),
             body=jsonl(lines, compress=self._gzip),
             metadata=metadata,
             record_count=len(lines),

@@ -7,6 +7,15 @@ Every record of a batch ends in exactly one place, counted in the batch summary
 - filtered (valid, but matched by a business rule): one line with the rule's name for
   the ``filtered/`` objects;
 - valid: forwarded with ``quality`` (spec version, time, anomalous and why).
+
+Error objects are ``{kind}/{partition}/{batch}_{content}.jsonl[.gz]``: ``batch`` is the
+batch id as ``objects.key_segment`` (safe and collision-free whatever the id), and
+``content`` the digest of the batch's source rows, so two different batches sharing an
+id keep both their objects while a redelivery overwrites its own with the same bytes.
+A set-aside record is filed under its event-time hour, except when its time is what is
+wrong (unreadable, out of range, in the future, missing): then under the hour it
+*arrived* (the message's SentTimestamp at the validator, the same on every redelivery),
+marked ``"partitioned_by": "arrival"``; its record is kept as it came.
 """
 
 from __future__ import annotations
@@ -21,8 +30,11 @@ from sensorpipe.config import FilterRule, ValidationSpec
 from sensorpipe.envelope import Envelope, Record
 from sensorpipe.objects import (
     batch_object_metadata,
-    event_time_partition,
+    content_digest,
+    hive_partition,
+    json_safe,
     jsonl,
+    key_segment,
     readable_event_time,
 )
 from services.validator.anomalies import AnomalyDetector
@@ -40,6 +52,12 @@ class BatchResult:
     summary: dict[str, Any]
     error_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     timestamp_field: str = "timestamp"  # partitions error objects by event time
+    # When the batch arrived at the validator: the partition of records whose own time
+    # is what is wrong. Defaults to the processing time.
+    arrived_at: datetime | None = None
+    # The digest of the batch's source rows (``objects.content_digest``), when it has
+    # records to set aside.
+    content: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,8 +86,16 @@ class BatchValidator:
         self.anomalies = AnomalyDetector(spec.anomaly_detection)
 
     def validate_envelope(
-        self, envelope: Envelope, *, apply_filters: bool, now: datetime | None = None
+        self,
+        envelope: Envelope,
+        *,
+        apply_filters: bool,
+        now: datetime | None = None,
+        arrived_at: datetime | None = None,
     ) -> BatchResult:
+        """``now`` is the processing time (the future bound, ``validated_at``);
+        ``arrived_at`` when the batch reached the validator (without it: the envelope's
+        ``created_at`` if readable, else ``now``)."""
         moment = now or datetime.now(UTC)
         validated_at = moment.isoformat(timespec="milliseconds")
         latest = moment.timestamp() + self.compiled.max_future_skew_seconds
@@ -93,13 +119,16 @@ class BatchValidator:
             errors = errors_of(data, latest)
             if errors:
                 error_counts.update((e["rule"], e["field"]) for e in errors)
+                # json_safe: a NaN or a 2**70 in the record is kept as text, not as null.
                 rejected.append(
-                    {
-                        **ids,
-                        "record": data if isinstance(data, dict) else record,
-                        "errors": errors,
-                        "lineage": record.get("lineage"),
-                    }
+                    json_safe(
+                        {
+                            **ids,
+                            "record": data if isinstance(data, dict) else record,
+                            "errors": errors,
+                            "lineage": record.get("lineage"),
+                        }
+                    )
                 )
                 continue
             assert isinstance(data, dict)  # errors_of reports anything else
@@ -107,7 +136,9 @@ class BatchValidator:
             if rule is not None:
                 filter_counts[rule] += 1
                 filtered.append(
-                    {**ids, "record": data, "rule": rule, "lineage": record.get("lineage")}
+                    json_safe(
+                        {**ids, "record": data, "rule": rule, "lineage": record.get("lineage")}
+                    )
                 )
                 continue
             reasons = reasons_of(data)
@@ -135,8 +166,20 @@ class BatchValidator:
         forward = envelope.with_records(valid)
         forward.hops.append({"stage": STAGE, "at": validated_at})
         forward.meta["validation"] = summary
+        content = (
+            content_digest(r.get("sensor_data") for r in envelope.records)
+            if rejected or filtered
+            else ""
+        )
         return BatchResult(
-            forward, rejected, filtered, summary, error_counts, self.compiled.timestamp_field
+            forward,
+            rejected,
+            filtered,
+            summary,
+            error_counts,
+            self.compiled.timestamp_field,
+            arrived_at=arrived_at or readable_event_time(envelope.created_at) or moment,
+            content=content,
         )
 
 
@@ -153,29 +196,45 @@ def line_event_time(line: dict[str, Any], timestamp_field: str = "timestamp") ->
     return readable_event_time(record.get(timestamp_field) if isinstance(record, dict) else None)
 
 
-def safe_key_part(value: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in value) or "_"
+# What a timestamp can be wrong by and still be the reading's time: only a missing
+# offset (it is read as UTC). Any other error of the field makes the time unusable.
+_TIME_STILL_USABLE = frozenset({"timestamp_timezone"})
+
+
+def _event_time_of(line: dict[str, Any], timestamp_field: str) -> datetime | None:
+    """The event time an error line is filed under; None when that time is the problem."""
+    for error in line.get("errors", ()):
+        if error["field"] == timestamp_field and error["rule"] not in _TIME_STILL_USABLE:
+            return None
+    return line_event_time(line, timestamp_field)
 
 
 def error_objects(result: BatchResult, *, compress: bool = True) -> list[ErrorObject]:
-    """The error-bucket objects of a batch: one per kind and event-time partition.
+    """The error-bucket objects of a batch: one per kind and partition.
 
-    Keys and bytes depend only on the batch content, so a redelivered batch overwrites
-    its objects with identical bytes.
+    Keys and bytes depend only on the batch content and its arrival, so a redelivered
+    batch overwrites its objects with identical bytes.
     """
     summary = result.summary
-    batch = safe_key_part(str(summary["batch_id"]))
+    batch = key_segment(str(summary["batch_id"]))
     suffix = ".jsonl.gz" if compress else ".jsonl"
+    arrived = (result.arrived_at or datetime.now(UTC)).astimezone(UTC)
+    # Only the hour (the partition) records the arrival: a re-upload of the same rows in
+    # the same hour must write the same bytes.
+    arrival = {"partitioned_by": "arrival"}
     objects: list[ErrorObject] = []
     for kind, lines in (("rejected", result.rejected), ("filtered", result.filtered)):
         groups: dict[str, list[dict[str, Any]]] = {}
         times: dict[str, list[datetime]] = {}
         for line in lines:
-            moment = line_event_time(line, result.timestamp_field)
-            partition = event_time_partition(moment)
-            groups.setdefault(partition, []).append(line)
-            if moment is not None:
+            moment = _event_time_of(line, result.timestamp_field)
+            if moment is None:
+                partition = hive_partition(arrived)
+                line = {**line, **arrival}
+            else:
+                partition = hive_partition(moment)
                 times.setdefault(partition, []).append(moment)
+            groups.setdefault(partition, []).append(line)
         for partition in sorted(groups):
             group = groups[partition]
             first = group[0]
@@ -192,7 +251,7 @@ def error_objects(result: BatchResult, *, compress: bool = True) -> list[ErrorOb
             }
             objects.append(
                 ErrorObject(
-                    key=f"{kind}/{partition}/{batch}{suffix}",
+                    key=f"{kind}/{partition}/{batch}_{result.content}{suffix}",
                     body=jsonl(group, compress=compress),
                     metadata=metadata,
                     record_count=len(group),

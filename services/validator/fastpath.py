@@ -46,7 +46,18 @@ def _frozen(values: list[Any] | None) -> frozenset[Any] | None:
         return None
 
 
-def _condition(i: int, spec: FieldSpec, env: dict[str, Any], full_check: Any) -> str:
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# C0 control characters and DEL: invalid in text unless the spec allows them.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(value: str) -> bool:
+    return CONTROL_CHARACTER.search(value) is None
+
+
+def _condition(
+    i: int, spec: FieldSpec, env: dict[str, Any], full_check: Any, *, allow_control: bool
+) -> str:
     """A Python expression over ``v`` that is True only when every check passes."""
     allowed = _frozen(spec.enum)
     if spec.type == "timestamp" or (spec.enum is not None and allowed is None):
@@ -55,14 +66,23 @@ def _condition(i: int, spec: FieldSpec, env: dict[str, Any], full_check: Any) ->
         return f"full{i}(v, latest) is None"
     parts: list[str]
     if spec.type in ("number", "integer"):
-        env[f"lo{i}"] = -_FINITE if spec.min is None else spec.min
-        env[f"hi{i}"] = _FINITE if spec.max is None else spec.max
-        kind = (
-            "type(v) is int" if spec.type == "integer" else "(type(v) is float or type(v) is int)"
-        )
-        parts = [kind, f"lo{i} <= v <= hi{i}"]
+        # Integers: within the spec's limits and 64 bits; floats: within the limits,
+        # which are finite, so inf fails them and NaN fails any comparison.
+        env[f"ilo{i}"] = _INT64_MIN if spec.min is None else max(spec.min, _INT64_MIN)
+        env[f"ihi{i}"] = _INT64_MAX if spec.max is None else min(spec.max, _INT64_MAX)
+        whole = f"(type(v) is int and ilo{i} <= v <= ihi{i})"
+        if spec.type == "integer":
+            parts = [whole]
+        else:
+            env[f"lo{i}"] = -_FINITE if spec.min is None else spec.min
+            env[f"hi{i}"] = _FINITE if spec.max is None else spec.max
+            parts = [f"((type(v) is float and lo{i} <= v <= hi{i}) or {whole})"]
     elif spec.type == "string":
         parts = ["type(v) is str"]
+        if not allow_control:
+            # Printable text has no control character; other text (RTL marks) is searched.
+            env["no_control"] = _no_control
+            parts.append("(v.isprintable() or no_control(v))")
     else:
         parts = ["type(v) is bool"]
     if allowed is not None:
@@ -83,7 +103,9 @@ def generate_all_valid(
     lines = ["    get = data.get"]
     for i, (name, field) in enumerate(spec.fields.items()):
         env[f"name{i}"] = name
-        condition = _condition(i, field, env, full_checks[name])
+        condition = _condition(
+            i, field, env, full_checks[name], allow_control=spec.strings.allow_control_characters
+        )
         lines.append(f"    v = get(name{i})")
         if field.required:
             lines.append(f"    if v is None or not ({condition}): return False")

@@ -7,6 +7,8 @@ Outcomes per message:
   error objects are written before anything is forwarded or acknowledged, under keys
   and with bytes fixed by the batch, so the redo overwrites them identically;
 - otherwise Ack, after the whole received batch went out in one producer call.
+A record whose timestamp is what is wrong is filed under the hour its message arrived
+(SentTimestamp), not under a partition made up from the bad time.
 Scenarios without ``validate`` pass through untouched, without decoding.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
@@ -61,6 +64,14 @@ class _Prepared:
     encoded: list[Encoded]
     result: BatchResult | None  # None: passed through
     records: int
+
+
+def arrival_time(message: Message) -> datetime | None:
+    """When the message reached the validator's queue (its SentTimestamp: the same on
+    every redelivery), or None when SQS did not say."""
+    if message.sent_timestamp_ms <= 0:
+        return None
+    return datetime.fromtimestamp(message.sent_timestamp_ms / 1000, UTC)
 
 
 class ValidatorHandler(BatchHandler):
@@ -120,7 +131,9 @@ class ValidatorHandler(BatchHandler):
         envelope = message.stamped_envelope()
         if isinstance(envelope, Reject):
             return envelope
-        result = self._validator.validate_envelope(envelope, apply_filters=route.filter)
+        result = self._validator.validate_envelope(
+            envelope, apply_filters=route.filter, arrived_at=arrival_time(message)
+        )
         # Set-aside records are stored before anything goes on or is acknowledged.
         try:
             for obj in error_objects(result, compress=self._gzip):

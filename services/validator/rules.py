@@ -5,9 +5,14 @@ valid value costs one call and a few comparisons (no pydantic, no allocation). E
 error of a record is reported, each as ``{field, rule, value, expected, message}``; a
 value of the wrong type is reported once (its range or pattern is not checked).
 
-Rule names: ``record_shape``, ``required``, ``type``, ``range``, ``enum``, ``pattern``,
-``timestamp_format``, ``timestamp_timezone``, ``timestamp_future``, and the names of the
-spec's cross-field rules.
+Rule names: ``record_shape``, ``required``, ``type``, ``finite`` (NaN or an infinity in
+a numeric field), ``range`` (the spec's limits, or an integer beyond 64 bits),
+``control_character`` (a C0 control character or DEL in a string, unless the spec's
+``strings.allow_control_characters``), ``enum``, ``pattern``, ``timestamp_format``,
+``timestamp_range`` (outside years 1-9999 in UTC), ``timestamp_timezone``,
+``timestamp_future``, and the names of the spec's cross-field rules. Booleans are never
+numbers, and numbers in strings ("21.5") are type errors. Timestamps are read by
+``sensorpipe.records.read_timestamp``, the definition every later stage reads with.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from sensorpipe.config.spec import CrossFieldRule, FieldSpec, ValidationSpec
-from services.validator.fastpath import generate_all_valid
+from sensorpipe.objects import json_safe
+from sensorpipe.records import TimestampError, read_timestamp
+from services.validator.fastpath import CONTROL_CHARACTER, generate_all_valid
 
 FieldError = dict[str, Any]
 # A field check gets the value (never None) and the latest acceptable epoch second.
@@ -28,7 +34,14 @@ RecordCheck = Callable[[dict[str, Any]], FieldError | None]
 
 
 def field_error(field: str, rule: str, value: Any, expected: str, message: str) -> FieldError:
-    return {"field": field, "rule": rule, "value": value, "expected": expected, "message": message}
+    """One error; its value as JSON can write it (``objects.json_safe``)."""
+    return {
+        "field": field,
+        "rule": rule,
+        "value": json_safe(value),
+        "expected": expected,
+        "message": message,
+    }
 
 
 _TYPE_NAMES = {
@@ -58,17 +71,70 @@ def _json_type(value: Any) -> str:
 
 def _is_type(kind: str) -> Callable[[Any], bool]:
     if kind == "integer":
-        return lambda v: type(v) is int
+        return lambda v: type(v) is int  # never bool (JSON true is not 1)
     if kind == "number":
-        return lambda v: type(v) is int or (type(v) is float and math.isfinite(v))
+        return lambda v: type(v) is float or type(v) is int
     if kind == "boolean":
         return lambda v: type(v) is bool
     return lambda v: type(v) is str  # string, timestamp
 
 
-def _constraints(name: str, spec: FieldSpec) -> list[Callable[[Any], FieldError | None]]:
+# What every later stage can carry: orjson writes non-finite floats as null and refuses
+# integers beyond 64 bits, so such a value would be lost, or stop its batch, downstream.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _representable(name: str) -> Callable[[Any], FieldError | None]:
+    def check(v: Any) -> FieldError | None:
+        if type(v) is float:
+            if math.isfinite(v):
+                return None
+            text = json_safe(v)
+            return field_error(
+                name, "finite", v, "a finite number", f"{name} is {text}, not a finite number"
+            )
+        if INT64_MIN <= v <= INT64_MAX:
+            return None
+        return field_error(
+            name,
+            "range",
+            v,
+            f"an integer of 64 bits ({INT64_MIN} .. {INT64_MAX})",
+            f"{name} {v} does not fit in 64 bits",
+        )
+
+    return check
+
+
+def control_character(value: str) -> re.Match[str] | None:
+    """The first C0 control character (or DEL) of ``value``; printable text has none."""
+    return None if value.isprintable() else CONTROL_CHARACTER.search(value)
+
+
+def _no_control(name: str) -> Callable[[Any], FieldError | None]:
+    def check(v: str) -> FieldError | None:
+        found = control_character(v)
+        if found is None:
+            return None
+        return field_error(
+            name,
+            "control_character",
+            v,
+            "no control characters (U+0000-U+001F, U+007F)",
+            f"{name} holds control character U+{ord(found.group()):04X} at position "
+            f"{found.start()}: remove it or replace it by a visible character",
+        )
+
+    return check
+
+
+def _constraints(
+    name: str, spec: FieldSpec, *, allow_control: bool = False
+) -> list[Callable[[Any], FieldError | None]]:
     """The checks that follow a passed type check, in the order they are reported."""
     checks: list[Callable[[Any], FieldError | None]] = []
+    if spec.type == "string" and not allow_control:
+        checks.append(_no_control(name))
     if spec.min is not None or spec.max is not None:
         lo = -math.inf if spec.min is None else spec.min
         hi = math.inf if spec.max is None else spec.max
@@ -110,32 +176,37 @@ def _constraints(name: str, spec: FieldSpec) -> list[Callable[[Any], FieldError 
 def _timestamp_check(
     name: str, require_timezone: bool, skew_s: float
 ) -> Callable[[str, float], FieldError | None]:
+    """Accepts exactly what ``records.read_timestamp`` reads (the aggregator, the notifier
+    and the partitions read with it), zoned if the spec says so, not too far ahead."""
+
     def check(v: str, latest: float) -> FieldError | None:
         try:
-            # A bare date parses too, but a reading needs a time of day.
-            moment = datetime.fromisoformat(v) if len(v) >= 16 else None
-        except ValueError:
-            moment = None
-        if moment is None:
+            stamp = read_timestamp(v)
+        except TimestampError as exc:
+            if exc.problem == "range":
+                return field_error(
+                    name,
+                    "timestamp_range",
+                    v,
+                    "a UTC instant within years 0001-9999",
+                    f"{name} {exc.reason}",
+                )
             return field_error(
                 name,
                 "timestamp_format",
                 v,
-                "ISO-8601 date and time",
-                f"{name} {v!r} is not an ISO-8601 timestamp",
+                "ISO-8601 date and time (YYYY-MM-DDTHH:MM[:SS[.fff]] and Z or ±HH:MM)",
+                f"{name} {exc.reason}",
             )
-        if moment.tzinfo is None:
-            if require_timezone:
-                return field_error(
-                    name,
-                    "timestamp_timezone",
-                    v,
-                    "a UTC offset (Z or +HH:MM)",
-                    f"{name} {v!r} has no timezone",
-                )
-            moment = moment.replace(tzinfo=UTC)
-        epoch = moment.timestamp()
-        if epoch > latest:
+        if require_timezone and not stamp.zoned:
+            return field_error(
+                name,
+                "timestamp_timezone",
+                v,
+                "a UTC offset (Z or +HH:MM)",
+                f"{name} {v!r} has no timezone",
+            )
+        if stamp.at_us > latest * 1_000_000:
             return field_error(
                 name,
                 "timestamp_future",
@@ -150,11 +221,18 @@ def _timestamp_check(
 
 
 def compile_field(
-    name: str, spec: FieldSpec, *, require_timezone: bool, skew_s: float
+    name: str,
+    spec: FieldSpec,
+    *,
+    require_timezone: bool,
+    skew_s: float,
+    allow_control: bool = False,
 ) -> FieldCheck:
     is_type = _is_type(spec.type)
     expected_type = _TYPE_NAMES[spec.type]
-    constraints = tuple(_constraints(name, spec))
+    constraints = tuple(_constraints(name, spec, allow_control=allow_control))
+    # A number that is not finite or too large is reported once (like a wrong type).
+    representable = _representable(name) if spec.type in ("integer", "number") else None
     timestamp = (
         _timestamp_check(name, require_timezone, skew_s) if spec.type == "timestamp" else None
     )
@@ -163,6 +241,10 @@ def compile_field(
         if not is_type(value):
             message = f"{name} is {_json_type(value)}, expected {expected_type}"
             return [field_error(name, "type", value, expected_type, message)]
+        if representable is not None:
+            unfit = representable(value)
+            if unfit is not None:
+                return [unfit]
         found: list[FieldError] | None = None
         for constraint in constraints:
             error = constraint(value)
@@ -245,6 +327,7 @@ class CompiledSpec:
                 fs,
                 require_timezone=policy.require_timezone,
                 skew_s=self.max_future_skew_seconds,
+                allow_control=spec.strings.allow_control_characters,
             )
             for name, fs in spec.fields.items()
         }

@@ -8,14 +8,26 @@ A reading's identity is its sensor and its *instant*, not the spelling of its
 timestamp: ``...T10:00:00+00:00``, ``...T10:00:00.000Z`` and ``...T12:00:00+02:00`` are
 one reading. Instants are exact integers of microseconds since the epoch; a timestamp
 without an offset is taken as UTC.
+
+``read_timestamp`` is the one definition of a readable timestamp, for every stage: the
+validator accepts exactly what it reads (and the aggregator, the notifier and
+``objects.parse_event_time`` read with it), so a timestamp that passed validation can
+be placed by every later stage. The grammar is the extended ISO-8601 form::
+
+    YYYY-MM-DD(T| )HH:MM[:SS[.f{1,9}]][Z|±HH:MM|±HHMM]
+
+with a real calendar date, hours 00-23, minutes and seconds 00-59 (a leap second, :60,
+has no instant in epoch time), an offset below 24 h, fractions beyond microseconds
+truncated, and the instant in UTC within years 1-9999 (what a ``datetime`` can hold).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 METRICS: tuple[str, ...] = ("temperature", "humidity", "pressure", "vibration", "voltage")
 
@@ -23,20 +35,78 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+# Instants a datetime can spell in UTC: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z.
+EARLIEST_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+LATEST_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+
+_TIMESTAMP = re.compile(
+    # year, month, day, hour, minute, second, fraction, zone
+    r"(\d{4,})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?(Z|[+-]\d\d:?\d\d)?",
+    re.ASCII,
+)
+_SHOWN = 64  # characters of a bad value quoted in a message
+
+
+class TimestampError(ValueError):
+    """A timestamp no stage can place. ``problem``: ``format`` (not the grammar, or no
+    such date or time of day) or ``range`` (outside years 1-9999 in UTC)."""
+
+    def __init__(self, problem: Literal["format", "range"], reason: str) -> None:
+        super().__init__(reason)
+        self.problem = problem
+        self.reason = reason
+
+
+class Timestamp(NamedTuple):
+    """A readable timestamp: its instant (µs since the epoch, UTC) and whether it was
+    written with an offset (``zoned``; without one it is taken as UTC)."""
+
+    at_us: int
+    zoned: bool
+
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def read_timestamp(value: str) -> Timestamp:
+    """The one definition of a readable timestamp (see the module's docstring); raises
+    TimestampError saying what is wrong."""
+    match = _TIMESTAMP.fullmatch(value)
+    if match is None:
+        raise TimestampError(
+            "format",
+            f"{value[:_SHOWN]!r} is not an ISO-8601 date and time "
+            "(YYYY-MM-DDTHH:MM[:SS[.ffffff]] with Z or ±HH:MM)",
+        )
+    year, second, zone = match.group(1, 6, 8)
+    if len(year) > 4 or year == "0000":
+        raise TimestampError("range", f"year {year[:_SHOWN]} is outside 1-9999")
+    if second == "60":
+        raise TimestampError(
+            "format", f"{value!r} is a leap second (:60), which has no instant in epoch time"
+        )
+    # The grammar fixed the form; fromisoformat (C, exact) checks the calendar and the
+    # clock and reads the offset. It truncates fractions beyond microseconds.
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise TimestampError("format", f"{value!r} is no such date or time ({exc})") from None
+    delta = moment - (_NAIVE_EPOCH if zone is None else _EPOCH)
+    at_us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if not EARLIEST_US <= at_us <= LATEST_US:
+        raise TimestampError("range", f"{value!r} is outside years 1-9999 once in UTC")
+    return Timestamp(at_us, zone is not None)
+
+
 def event_time_us(value: object) -> int | None:
-    """The instant of an ISO-8601 timestamp in µs since the epoch (exact), or None when
-    it is not text or not a readable time."""
+    """The instant of a timestamp in µs since the epoch (exact), or None when it is not
+    text or not readable (``read_timestamp``)."""
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        return read_timestamp(value).at_us
+    except TimestampError:
         return None
-    try:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except OverflowError:  # beyond year 1 .. 9999 once in UTC
-        return None
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 def instant_text(at_us: int) -> str:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensorpipe.objects import (
     HIVE_DEFAULT_PARTITION,
     batch_object_metadata,
+    content_digest,
     event_time_partition,
+    json_safe,
     jsonl,
+    key_segment,
     read_jsonl,
     readable_event_time,
 )
@@ -76,3 +83,53 @@ def test_jsonl_gzip_is_reproducible_and_round_trips() -> None:
     plain = jsonl(records, compress=False)
     assert gzip.decompress(body) == plain
     assert plain.splitlines()[0] == b'{"a":{"y":[0,null],"z":1},"b":0}'
+
+
+# --- Key segments and content digests -------------------------------------------------
+
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9._%~-]+")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.text(max_size=160), min_size=2, max_size=6, unique=True))
+def test_key_segments_are_safe_and_never_collide(values: list[str]) -> None:
+    segments = [key_segment(v) for v in values]
+    assert len(set(segments)) == len(values), (values, segments)
+    for value, segment in zip(values, segments, strict=True):
+        assert _SAFE_SEGMENT.fullmatch(segment), segment
+        assert segment.strip("."), "never empty, '.' or '..'"
+        readable, _, digest = segment.partition("~")
+        if digest:
+            assert re.fullmatch(r"[0-9a-f]{16}", digest)
+        if len(value.encode("utf-8", "surrogatepass")) * 3 <= 128:  # short enough: not cut
+            assert unquote(readable) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "segment"),
+    [("edge-1-000007", "edge-1-000007"), ("edge-1-000007.1.0", "edge-1-000007.1.0")],
+)
+def test_ordinary_ids_stay_as_they_are(value: str, segment: str) -> None:
+    assert key_segment(value) == segment
+
+
+def test_the_issue_s_colliding_ids_get_distinct_segments() -> None:
+    assert key_segment("coll#1") != key_segment("coll_1")
+    assert key_segment("coll#1").startswith("coll%231~")
+    assert key_segment("a/../b").startswith("a%2F..%2Fb~")
+    assert len(key_segment("x" * 1000)) == 128 + 1 + 16
+
+
+def test_content_digest_follows_the_rows_only() -> None:
+    rows: list[dict[str, object]] = [{"id": 1, "t": 2.5}, {"id": 2, "t": None}]
+    assert content_digest(rows) == content_digest([dict(reversed(r.items())) for r in rows])
+    assert content_digest(rows) != content_digest(rows[::-1])
+    assert content_digest(rows) != content_digest([rows[0], {"id": 3, "t": None}])
+    assert re.fullmatch(r"[0-9a-f]{16}", content_digest([{"id": 2**70}]))
+
+
+def test_json_safe_keeps_what_orjson_would_lose_as_text() -> None:
+    value = {"a": [float("nan"), float("inf"), -float("inf"), 2**70, 1.5], "b": "x"}
+    assert json_safe(value) == {"a": ["NaN", "Infinity", "-Infinity", str(2**70), 1.5], "b": "x"}
+    plain = {"a": [1, 2.5, None], "b": {"c": "d"}}
+    assert json_safe(plain) is plain

@@ -97,12 +97,22 @@ class TimestampPolicy(_Strict):
     require_timezone: bool = True
 
 
+class StringPolicy(_Strict):
+    """Control characters (C0: U+0000-U+001F, and DEL) in a text field are invalid unless
+    allowed: a NUL or a newline in a sensor id or location breaks log lines, CSV exports
+    and terminal output downstream, and no real name holds one. Emoji, right-to-left
+    marks and other printable or formatting characters stay valid."""
+
+    allow_control_characters: bool = False
+
+
 class ValidationSpec(_Strict):
     spec_version: str
     name: str = "sensor-readings"
     description: str = ""
     timestamp_field: str = "timestamp"
     timestamps: TimestampPolicy = TimestampPolicy()
+    strings: StringPolicy = StringPolicy()
     fields: dict[str, FieldSpec] = Field(min_length=1)
     cross_field_rules: list[CrossFieldRule] = Field(default_factory=list)
     anomaly_detection: AnomalyDetection = AnomalyDetection()

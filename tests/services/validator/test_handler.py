@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
 from sensorpipe.config import load_validation_spec
-from sensorpipe.envelope import ATTR_SCENARIO, Position
-from sensorpipe.objects import HIVE_DEFAULT_PARTITION, ObjectWriteError
-from sensorpipe.runtime import ACK, Reject, Retry
+from sensorpipe.envelope import ATTR_SCENARIO, Envelope, Position
+from sensorpipe.objects import ObjectWriteError
+from sensorpipe.runtime import ACK, Message, Reject, Retry
 from services.validator.handler import ValidatorHandler
-from tests.moto_stack import MotoStack, message_of
+from tests.moto_stack import MotoStack
+from tests.moto_stack import message_of as sqs_message_of
 from tests.services.validator.rows import anomalous_reading, reading
 from tests.services.validator.stack import envelope_of
 
 
 def make_handler(stack: MotoStack) -> ValidatorHandler:
     return ValidatorHandler.from_context(stack.context)
+
+
+SENT_MS = int(datetime(2025, 8, 18, 11, 5, tzinfo=UTC).timestamp() * 1000)
+ERROR_KEY = re.compile(
+    r"((?:rejected|filtered)/year=\d{4}/month=\d\d/day=\d\d/hour=\d\d)/"
+    r"edge-1-000001_[0-9a-f]{16}\.jsonl\.gz"
+)
+
+
+def partition_of(key: str) -> str:
+    match = ERROR_KEY.fullmatch(key)
+    assert match is not None, key
+    return match.group(1)
+
+
+def message_of(envelope: Envelope, **options: Any) -> Message:
+    """As SQS delivers it: with the time it was sent to the validator's queue."""
+    message = sqs_message_of(envelope, **options)
+    message.sent_timestamp_ms = SENT_MS
+    return message
 
 
 def mixed() -> list[dict[str, Any]]:
@@ -49,9 +72,11 @@ def test_valid_forwarded_invalid_to_the_error_bucket(moto_stack: MotoStack) -> N
     assert envelope.meta["validation"]["invalid"] == 2
     assert envelope.hops[-1]["stage"] == "validator"
     lines = moto_stack.lines("error")
-    assert sorted(lines) == [
-        "rejected/year=2025/month=08/day=18/hour=10/edge-1-000001.jsonl.gz",
-        f"rejected/{HIVE_DEFAULT_PARTITION}/edge-1-000001.jsonl.gz",
+    # Row 4's time is unreadable: filed under the hour its batch arrived (SentTimestamp
+    # 11:05), the other by its event time (10:15).
+    assert [partition_of(key) for key in sorted(lines)] == [
+        "rejected/year=2025/month=08/day=18/hour=10",
+        "rejected/year=2025/month=08/day=18/hour=11",
     ]
     rejected = {line["record"]["id"]: line for group in lines.values() for line in group}
     assert sorted(rejected) == [2, 4]
@@ -73,12 +98,12 @@ def test_error_objects_carry_metadata(moto_stack: MotoStack) -> None:
     make_handler(moto_stack).handle([message_of(envelope_of("schematized", mixed()))])
     s3 = moto_stack.context.s3
     bucket = moto_stack.config.buckets.name("error")
-    key = "rejected/year=2025/month=08/day=18/hour=10/edge-1-000001.jsonl.gz"
+    (key,) = [k for k in moto_stack.lines("error") if "/hour=10/" in k]
     head = s3.head_object(Bucket=bucket, Key=key)
     assert head["Metadata"]["batch-id"] == "edge-1-000001"
     assert head["Metadata"]["scenario"] == "schematized"
     assert head["Metadata"]["config-version"] == "3"
-    assert head["Metadata"]["spec-version"] == "2.0.0"
+    assert head["Metadata"]["spec-version"] == "2.1.0"
     assert head["Metadata"]["record-count"] == "1"
     assert head["ContentEncoding"] == "gzip"
 

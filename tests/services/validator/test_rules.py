@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sensorpipe.config import load_validation_spec
-from sensorpipe.config.spec import ValidationSpec
+from sensorpipe.config.spec import StringPolicy, ValidationSpec
 from services.validator.rules import CompiledSpec
 from tests.services.validator.rows import reading
 
@@ -55,6 +58,12 @@ def test_an_anomalous_row_flagged_consistently_is_valid(compiled: CompiledSpec) 
         ({"timestamp": "2025-13-01T00:00:00+00:00"}, ("timestamp", "timestamp_format")),
         ({"timestamp": "2025-08-18T10:00:00"}, ("timestamp", "timestamp_timezone")),
         ({"timestamp": 1755511200}, ("timestamp", "type")),
+        ({"timestamp": "0000-01-01T00:00:00+00:00"}, ("timestamp", "timestamp_range")),
+        ({"timestamp": "10000-01-01T00:00:00Z"}, ("timestamp", "timestamp_range")),
+        ({"timestamp": "0001-01-01T00:00:00+01:00"}, ("timestamp", "timestamp_range")),
+        ({"timestamp": "2024-12-31T23:59:60Z"}, ("timestamp", "timestamp_format")),
+        ({"timestamp": "2025-08-18X10:00:00Z"}, ("timestamp", "timestamp_format")),
+        ({"timestamp": "2025-08-18T10:00:00+0000x"}, ("timestamp", "timestamp_format")),
     ],
 )
 def test_each_rule_kind(compiled: CompiledSpec, overrides: dict[str, Any], expected: Any) -> None:
@@ -70,9 +79,102 @@ def test_optional_fields_may_be_missing_or_null(compiled: CompiledSpec) -> None:
     assert compiled.errors(row, LATEST) == []
 
 
-def test_a_nan_or_infinite_number_is_a_type_error(compiled: CompiledSpec) -> None:
-    errors = compiled.errors(reading(1, temperature=float("nan"), humidity=float("inf")), LATEST)
-    assert rules_of(errors) == [("temperature", "type"), ("humidity", "type")]
+NUMERIC_FIELDS = [
+    name
+    for name, field in load_validation_spec().fields.items()
+    if field.type in ("number", "integer")
+]
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize("name", NUMERIC_FIELDS)
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_a_non_finite_number_is_invalid_in_every_numeric_field(
+    compiled: CompiledSpec, name: str, value: float
+) -> None:
+    row = reading(1, **{name: value})
+    errors = compiled.errors(row, LATEST)
+    kind = load_validation_spec().fields[name].type
+    expected_rule = "type" if kind == "integer" else "finite"  # a float is no integer
+    assert rules_of(errors) == [(name, expected_rule)]
+    assert compiled.all_valid(row, LATEST) is False
+    if expected_rule == "finite":
+        text = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(value)]
+        assert errors[0]["value"] == text, "written as JSON text, not as null"
+        assert text in errors[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"temperature": "21.5"}, ("temperature", "type")),
+        ({"temperature": True}, ("temperature", "type")),
+        ({"pressure": False}, ("pressure", "type")),
+        ({"status_code": True}, ("status_code", "type")),
+        ({"temperature": 1e308}, ("temperature", "range")),
+        ({"latitude": -1e308}, ("latitude", "range")),
+        ({"id": 2**70}, ("id", "range")),
+        ({"temperature": 2**70}, ("temperature", "range")),
+        ({"id": 2**63}, ("id", "range")),
+    ],
+)
+def test_odd_numbers_get_a_clear_error(
+    compiled: CompiledSpec, overrides: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    row = reading(1, **overrides)
+    errors = compiled.errors(row, LATEST)
+    assert rules_of(errors) == [expected]
+    assert compiled.all_valid(row, LATEST) is False
+    orjson.dumps(errors)  # the error itself can always be written
+
+
+def test_the_largest_64_bit_id_is_valid(compiled: CompiledSpec) -> None:
+    assert compiled.errors(reading(1, id=2**63 - 1), LATEST) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("location", "Chicago\nBuilding 7"),
+        ("location", "Chicago\x00"),
+        ("location", "Chicago\n"),  # `$` would match before a final newline
+        ("sensor_id", "CHI_000001\n"),
+        ("model", "Env\tMonitor"),
+        ("serial_number", "SN\x7f1"),
+        ("manufacturer", "\x1b[31mred"),
+    ],
+)
+def test_control_characters_are_invalid_in_any_string(
+    compiled: CompiledSpec, name: str, value: str
+) -> None:
+    row = reading(1, **{name: value})
+    errors = compiled.errors(row, LATEST)
+    assert (name, "control_character") in rules_of(errors)
+    first = next(i for i, c in enumerate(value) if ord(c) < 32 or ord(c) == 127)
+    error = next(e for e in errors if e["rule"] == "control_character")
+    assert f"U+{ord(value[first]):04X} at position {first}" in error["message"]
+    assert compiled.all_valid(row, LATEST) is False
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["Zürich / Halle=3 / ..", "مختبر\u200f 2", "Lab 🌡️ 4", "a" * 128, "東京"],
+)
+def test_printable_text_emoji_and_rtl_marks_stay_valid(
+    compiled: CompiledSpec, location: str
+) -> None:
+    row = reading(1, location=location)
+    assert compiled.errors(row, LATEST) == []
+    assert compiled.all_valid(row, LATEST) is True
+
+
+def test_control_characters_may_be_allowed_by_the_spec() -> None:
+    spec = load_validation_spec()
+    allowing = spec.model_copy(update={"strings": StringPolicy(allow_control_characters=True)})
+    compiled = CompiledSpec(allowing)
+    row = reading(1, model="Env\tMonitor")
+    assert compiled.errors(row, LATEST) == []
+    assert compiled.all_valid(row, LATEST) is True
 
 
 def test_every_error_of_a_record_is_reported(compiled: CompiledSpec) -> None:
@@ -249,3 +351,47 @@ def test_spec_text_never_becomes_code() -> None:
     assert compiled.errors(good, LATEST) == []
     bad = {**good, hostile: "no", "shape": "round"}
     assert rules_of(compiled.errors(bad, LATEST)) == [(hostile, "pattern"), ("shape", "enum")]
+
+
+_ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.text(alphabet="\x00\n\t\x7f\u200fA9_.:-😀", max_size=8),
+    st.sampled_from(
+        [
+            "2025-08-18T10:00:00Z",
+            "2025-08-18 10:00:00+00:00",
+            "2025-08-18T10:00:00",
+            "0000-01-01T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            "2025-06-30T23:59:60Z",
+            "2999-01-01T00:00:00Z",
+            "spike",
+            "1.4.0",
+            "+05:00",
+        ]
+    ),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(st.sampled_from(sorted(reading(1))), _ODD_VALUES, max_size=4),
+    st.sets(st.sampled_from(sorted(reading(1))), max_size=2),
+)
+def test_the_fast_path_and_the_full_rules_agree_on_generated_rows(
+    compiled: CompiledSpec, changes: dict[str, Any], removed: set[str]
+) -> None:
+    row = {**reading(1), **changes}
+    for name in removed:
+        row.pop(name, None)
+    full = compiled.describe_errors(row, LATEST)
+    assert compiled.all_valid(row, LATEST) == (full == []), (row, full)
+    orjson.dumps(full)  # every error can be written
