@@ -27,6 +27,7 @@ from sensorpipe.envelope import Envelope, decode
 from sensorpipe.objects import hive_partition, parse_event_time, read_jsonl
 from tests.conftest import make_pipeline
 from tests.e2e.stack import SERVICES, Dataset, Snapshot, Stack, eventually, new_lines
+from tests.keys import by_batch
 
 pytestmark = pytest.mark.e2e
 
@@ -125,7 +126,7 @@ def check_objects(
     for key, part in lines.items():
         _etag, meta, _body = after[(kind, key)]
         prefix, *columns, name = key.split("/")
-        assert prefix == kind and name == f"{meta['batch-id']}.jsonl.gz", key
+        assert prefix == kind and by_batch(name) == f"{meta['batch-id']}.jsonl.gz", key
         assert meta["scenario"] == scenario and meta["record-count"] == str(len(part))
         first, last = meta["first-event-time"], meta["last-event-time"]
         if first == "unknown":  # unreadable timestamps, kept when nothing validates them

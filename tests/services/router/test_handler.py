@@ -12,6 +12,7 @@ from sensorpipe.envelope import Position, decode
 from sensorpipe.objects import read_jsonl
 from sensorpipe.records import stable_shard
 from sensorpipe.runtime import ACK, Reject, Retry
+from tests.keys import by_batch
 from tests.services.router.conftest import (
     MotoPipeline,
     envelope,
@@ -48,7 +49,7 @@ def test_raw_gets_sensor_data_only_one_object_per_hour(moto_pipeline: MotoPipeli
     records = across_midnight()
     outcome = moto_pipeline.handler().handle([message(envelope("raw", records))])
     assert outcome == [ACK]
-    lines = moto_pipeline.lines("raw")
+    lines = {by_batch(k): v for k, v in moto_pipeline.lines("raw").items()}
     assert sorted(lines) == [
         f"raw/{PARTITION_AUG31_23}/edge-b1.jsonl.gz",
         f"raw/{PARTITION_SEP01_00}/edge-b1.jsonl.gz",
@@ -64,7 +65,11 @@ def test_raw_gets_sensor_data_only_one_object_per_hour(moto_pipeline: MotoPipeli
 
 def test_object_metadata_and_encoding(moto_pipeline: MotoPipeline) -> None:
     moto_pipeline.handler().handle([message(envelope("schematized", across_midnight()))])
-    key = f"schematized/{PARTITION_SEP01_00}/edge-b1.jsonl.gz"
+    (key,) = [
+        k
+        for k in moto_pipeline.objects("schematized")
+        if by_batch(k) == f"schematized/{PARTITION_SEP01_00}/edge-b1.jsonl.gz"
+    ]
     head = moto_pipeline.head("schematized", key)
     assert head["Metadata"] == {
         "scenario": "schematized",
@@ -191,7 +196,6 @@ def test_scenario_without_route_is_rejected_not_dropped(moto_pipeline: MotoPipel
     [
         ([{"reading": {"id": 1}}], "edge-b1", "record 0 has no 'sensor_data' object"),
         ([{"sensor_data": "not a row"}], "edge-b1", "record 0 has no 'sensor_data' object"),
-        ([], "..", "cannot name an object key"),
         ([], "../escape", "'batch_id' is a string of 9 character(s)"),
     ],
 )
@@ -215,13 +219,14 @@ def test_records_without_event_time_are_kept_in_the_unknown_partition(
 ) -> None:
     rows = [reading(1, "2025-08-18T10:00:00.000+00:00"), reading(2, "yesterday"), reading(3, 5)]
     moto_pipeline.handler().handle([message(envelope("raw", [{"sensor_data": r} for r in rows]))])
-    lines = moto_pipeline.lines("raw")
+    lines = {by_batch(k): v for k, v in moto_pipeline.lines("raw").items()}
     unknown = (
         "raw/year=__HIVE_DEFAULT_PARTITION__/month=__HIVE_DEFAULT_PARTITION__/"
         "day=__HIVE_DEFAULT_PARTITION__/hour=__HIVE_DEFAULT_PARTITION__/edge-b1.jsonl.gz"
     )
     assert [r["id"] for r in lines[unknown]] == [2, 3]
-    assert moto_pipeline.head("raw", unknown)["Metadata"]["first-event-time"] == "unknown"
+    (stored,) = [k for k in moto_pipeline.objects("raw") if by_batch(k) == unknown]
+    assert moto_pipeline.head("raw", stored)["Metadata"]["first-event-time"] == "unknown"
 
 
 def test_s3_failure_retries_and_nothing_is_acked(moto_pipeline: MotoPipeline) -> None:
@@ -276,7 +281,7 @@ def test_plain_jsonl_when_gzip_is_off(moto_aws: None, monkeypatch: pytest.Monkey
     records = [record(reading(1, "2025-08-18T10:00:00.000+00:00"))]
     pipeline.handler().handle([message(envelope("raw", records), compress=False)])
     ((key, body),) = pipeline.objects("raw").items()
-    assert key == "raw/year=2025/month=08/day=18/hour=10/edge-b1.jsonl"
+    assert by_batch(key) == "raw/year=2025/month=08/day=18/hour=10/edge-b1.jsonl"
     assert body.startswith(b'{"anomaly_flag":0,')
     assert "ContentEncoding" not in pipeline.head("raw", key)
 
@@ -294,7 +299,7 @@ def test_parallel_routing_keeps_one_outcome_per_message_in_order(
     lost = message(envelope("mystery", [], batch_id="b-lost"))
     outcomes = handler.handle([*good[:3], lost, *good[3:]])
     assert [type(o).__name__ for o in outcomes] == ["Ack"] * 3 + ["Reject"] + ["Ack"] * 3
-    assert sorted(moto_pipeline.objects("raw")) == [
+    assert sorted(by_batch(k) for k in moto_pipeline.objects("raw")) == [
         f"raw/year=2025/month=08/day=18/hour=10/b{i}.jsonl.gz" for i in range(6)
     ]
     handler.on_shutdown()

@@ -18,6 +18,7 @@ from sensorpipe.objects import read_jsonl
 from sensorpipe.records import stable_shard
 from sensorpipe.runtime import EnvelopeProducer, Message
 from tests.conftest import Pipeline, make_pipeline
+from tests.keys import by_batch
 from tests.services.router.conftest import envelope, reading, record
 
 pytestmark = pytest.mark.integration
@@ -89,7 +90,7 @@ def test_batch_is_archived_and_sharded(routed: tuple[Pipeline, ServiceProcess]) 
     archived = eventually(
         lambda: lines if len(lines := bucket_lines(pipeline, "archival")) == 2 else None
     )
-    assert sorted(archived) == [
+    assert sorted(by_batch(k) for k in archived) == [
         "archival/year=2025/month=08/day=18/hour=10/edge-it1.jsonl.gz",
         "archival/year=2025/month=08/day=18/hour=11/edge-it1.jsonl.gz",
     ]
