@@ -35,7 +35,7 @@ from sensorpipe.config import load_pipeline_config
 from sensorpipe.devstack.processes import ServiceProcess, free_port
 from sensorpipe.provisioning.iam import SERVICES, render_files, render_policies
 from tests.conftest import make_pipeline
-from tests.deploy.iam import Grant, allowed, grants, request_of
+from tests.deploy.iam import Grant, UnknownCall, Unsupported, allowed, grants, request_of
 from tests.e2e.stack import Stack, eventually
 
 ROOT = Path(__file__).parents[2]
@@ -256,3 +256,51 @@ def test_policies_grant_what_a_run_uses_and_nothing_more(run: Run) -> None:
     assert not unused, "granted but never used (tighten, or document why):\n" + "\n".join(unused)
     missing = [m for m in MUST_REACH if m not in reached]
     assert not missing, f"the run did not reach {missing}"
+
+
+# -- the evaluator itself -------------------------------------------------------------
+
+
+def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def test_evaluator_scopes_actions_resources_and_conditions() -> None:
+    policy = _policy(
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/raw/*"},
+        {
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::b"],
+            "Condition": {"StringLike": {"s3:prefix": ["raw/*"]}},
+        },
+        {"Effect": "Allow", "Action": "sqs:Send*", "Resource": "arn:aws:sqs:*:*:q"},
+    )
+    put = {"service": "s3", "operation": "PutObject", "bucket": "b"}
+    assert allowed(policy, request_of({**put, "key": "raw/x"}))
+    assert not allowed(policy, request_of({**put, "key": "rawx"}))
+    assert not allowed(policy, request_of({**put, "bucket": "b2", "key": "raw/x"}))
+    listing = {"service": "s3", "operation": "ListObjectsV2", "bucket": "b"}
+    assert allowed(policy, request_of({**listing, "prefix": "raw/year=2025/"}))
+    assert not allowed(policy, request_of({**listing, "prefix": "error/"}))
+    assert not allowed(policy, request_of(listing))  # no prefix: the condition fails
+    send = {"service": "sqs", "operation": "SendMessageBatch", "queue": "q"}
+    assert allowed(policy, request_of(send))
+    assert not allowed(policy, request_of({**send, "queue": "q-dlq"}))
+    assert not allowed(policy, request_of({**send, "operation": "ReceiveMessage"}))
+
+
+def test_evaluator_deny_wins_and_unknowns_are_refused() -> None:
+    policy = _policy(
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/secret/*"},
+    )
+    head = {"service": "s3", "operation": "HeadObject", "bucket": "b", "key": "secret/k"}
+    assert not allowed(policy, request_of(head))
+    assert allowed(policy, request_of({**head, "key": "open/k"}))
+    with pytest.raises(UnknownCall):
+        request_of({"service": "s3", "operation": "DeleteObject", "bucket": "b", "key": "k"})
+    with pytest.raises(Unsupported):
+        allowed(
+            _policy({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}), request_of(head)
+        )
