@@ -33,7 +33,7 @@ from edge.uploader.source import SOURCE_TABLES, SensorSource
 from edge.uploader.stamp import ControllerReader
 from edge.uploader.uploader import Uploader, UploadOptions
 from sensorpipe.aws import queue_url, sqs_client
-from sensorpipe.cli import command
+from sensorpipe.cli import bounded_int, command
 from sensorpipe.config import ConfigError, PipelineConfig, load_pipeline_config
 from sensorpipe.controller import ControllerError
 from sensorpipe.errors import SensorPipeError
@@ -53,24 +53,8 @@ class _BadSetting(Exception):
     """A flag or variable with a value that cannot work; exit 2 with this line."""
 
 
-def _batch_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 100_000:
-        raise argparse.ArgumentTypeError(f"{value} is outside 1..100000")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is outside 0..65535")
-    return value
+_batch_size = bounded_int(1, 100_000)
+_port = bounded_int(0, 65535)
 
 
 def _env_port(environ: dict[str, str]) -> int | None:
