@@ -54,6 +54,7 @@ CASE_ATTRIBUTE = "corpus-case"  # travels with a bad message into its DLQ copy
 T0 = datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 30, 10, 20, 0, tzinfo=UTC)
 HALL = "corpus-hall"
+BATCH_KW = ("batch_id", "batch id")  # either spelling names the field
 MAX_BODY_BYTES = 256 * 1024  # queues.max_body_bytes (the packaged default)
 
 Row = dict[str, Any]
@@ -347,31 +348,31 @@ def message_cases() -> list[Case]:
         _json("hops-numbers", "'hops' holds numbers", ("hops",), hops=[1, 2]),
         _json("meta-list", "'meta' is a list", ("meta",), meta=["table"]),
         _json("meta-string", "'meta' is a string", ("meta",), meta="table"),
-        _json("batch-id-number", "'batch_id' is a number", ("batch_id",), batch_id=12345),
-        _json("batch-id-null", "'batch_id' is null", ("batch_id",), batch_id=None),
-        _json("batch-id-empty", "'batch_id' is empty", ("batch_id",), batch_id=""),
+        _json("batch-id-number", "'batch_id' is a number", BATCH_KW, batch_id=12345),
+        _json("batch-id-null", "'batch_id' is null", BATCH_KW, batch_id=None),
+        _json("batch-id-empty", "'batch_id' is empty", BATCH_KW, batch_id=""),
         _json(
             "batch-id-non-ascii",
             "a non-ASCII batch id (S3 metadata is ASCII)",
-            ("batch_id",),
+            BATCH_KW,
             batch_id="corpus-bätch-ü-\u65e5",
         ),
         _json(
             "batch-id-1100-chars",
             "a batch id longer than an S3 key",
-            ("batch_id",),
+            BATCH_KW,
             batch_id="corpus-" + "x" * 1093,
         ),
         _json(
             "batch-id-path",
             "a batch id that walks out of its key",
-            ("batch_id",),
+            BATCH_KW,
             batch_id="../../corpus/batch",
         ),
         _json(
             "batch-id-newline",
             "a batch id ending in a newline",
-            ("batch_id",),
+            BATCH_KW,
             batch_id="corpus-batch-id-newline\n",
         ),
         _json(
