@@ -37,6 +37,19 @@ RULE = {"min_anomalies": 3, "window_seconds": 60, "cooldown_seconds": 120}
 GRACE_S = 10.0
 VISIBILITY_S = 5  # the restart quiet time is this + 5 s
 START_CLOCK = 1_000.0
+# Locations the spec allows or raw scenarios carry: every one must be sendable.
+ODD_LOCATIONS = [
+    "Plant\x00North",
+    "Line\nTwo",
+    "a/b",
+    "..",
+    ".",
+    "\u202eRTL\u202c",
+    "😀" * 128,
+    "x" * 1000,
+    "tab\there",
+    "ends with U+FFFE\ufffe",
+]
 
 
 def config(shards: int = 1, **windowing: Any) -> PipelineConfig:

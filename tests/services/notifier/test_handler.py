@@ -20,7 +20,14 @@ from sensorpipe.records import stable_shard
 from sensorpipe.runtime import HOLD, Message, Reject
 from sensorpipe.stateful import checkpoint_key
 from tests.moto_stack import message_of
-from tests.services.notifier.harness import GRACE_S, RULE, World, counter, messages
+from tests.services.notifier.harness import (
+    GRACE_S,
+    ODD_LOCATIONS,
+    RULE,
+    World,
+    counter,
+    messages,
+)
 from tests.services.notifier.reference import expected_bursts
 from tests.services.notifier.stream import (
     LOCATIONS,
@@ -510,21 +517,6 @@ def test_a_small_in_flight_limit_still_waits_for_missing_batches() -> None:
     assert counter("sensorpipe_sequencer_batches_skipped_total", service="notifier") == skipped
     assert world.error_lines("late-anomalies") == {}
     assert world.bursts() == {"Chicago": [keys(*burst)]}
-
-
-# Locations the spec allows or raw scenarios carry: every one must be sendable.
-ODD_LOCATIONS = [
-    "Plant\x00North",
-    "Line\nTwo",
-    "a/b",
-    "..",
-    ".",
-    "\u202eRTL\u202c",
-    "😀" * 128,
-    "x" * 1000,
-    "tab\there",
-    "ends with U+FFFE\ufffe",
-]
 
 
 def test_a_nul_location_and_a_normal_one_in_one_envelope_are_both_sent() -> None:
