@@ -9,13 +9,23 @@ latest per (sensor_id, window_start) by the highest ``revision`` (docs/WINDOWS.m
 document lists the ids of its member readings and keeps every metric's ``m2``, so it is
 also the state a later revision starts from.
 
-Late side output (error bucket), one object per source batch and shard (or per message
-without a position), one line per reading with its reason:
-``late/<partition of the earliest reading>/<batch>.jsonl.gz``.
+Late and unusable side outputs (error bucket), one object each per source batch and
+shard (or per message without a position), one line per record with its reason:
+``late/<partition of the batch's earliest reading>/<batch>.jsonl.gz`` for readings beyond
+the allowed lateness, ``unusable/<partition>/<batch>.jsonl.gz`` for records that cannot
+be windowed at all.
+
+The sensor id is one key segment, ``sensor_id=<id percent-encoded>``: an id with ``/``,
+``=``, ``..``, a newline or any other character gives one safe segment, and two ids never
+give the same one (``%`` itself is encoded). An id whose encoding passes
+:data:`_MAX_SEGMENT` bytes keeps a prefix of it plus ``+`` and a digest of the whole id
+(``+`` is always encoded otherwise, so a shortened segment never equals a plain one):
+keys stay within S3's 1,024 bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -34,6 +44,9 @@ from services.aggregator.windows import Provenance, WindowId, WindowState
 
 DOCUMENT_VERSION = 2
 _US = 1_000_000
+# The longest sensor segment of a window key, in bytes (S3 keys: 1,024 bytes at most).
+_MAX_SEGMENT = 240
+UNUSABLE_PREFIX = "unusable"
 
 
 class OutputReadError(SensorPipeError):
@@ -52,9 +65,21 @@ def _start_parts(start_us: int) -> tuple[str, str]:
     return hive_partition(start), start.strftime("%Y%m%dT%H%M%SZ")
 
 
+def sensor_segment(sensor_id: str) -> str:
+    """A sensor id as one safe, collision-free key segment (percent-encoded, bounded).
+
+    Kept here until ``sensorpipe.objects.key_segment`` (the validator slice's) lands;
+    then this is ``key_segment(sensor_id)`` if that one keeps these properties."""
+    encoded = quote(sensor_id, safe="-_.", errors="surrogatepass")
+    if len(encoded) <= _MAX_SEGMENT:
+        return encoded
+    digest = hashlib.blake2b(sensor_id.encode("utf-8", "surrogatepass"), digest_size=16)
+    return f"{encoded[: _MAX_SEGMENT - 33]}+{digest.hexdigest()}"
+
+
 def window_key(prefix: str, window: WindowId) -> str:
     partition, name = _start_parts(window.start_us)
-    sensor = quote(window.sensor_id, safe="-_.")
+    sensor = sensor_segment(window.sensor_id)
     return f"{prefix.strip('/')}/{partition}/sensor_id={sensor}/{name}.json"
 
 
@@ -128,7 +153,7 @@ class RenderedWindow:
 def render_window(prefix: str, state: WindowState, size_us: int) -> RenderedWindow:
     doc = window_document(state, size_us)
     metadata = {
-        "sensor-id": quote(state.id.sensor_id, safe="-_.|"),
+        "sensor-id": sensor_segment(state.id.sensor_id),
         "window-start": doc["window_start"],
         "window-end": doc["window_end"],
         "revision": str(doc["revision"]),
@@ -178,7 +203,7 @@ class WindowStore:
 
 
 def late_line(
-    record: dict[str, Any],
+    record: Any,
     *,
     ids: dict[str, Any],
     reason: str,
@@ -187,7 +212,10 @@ def late_line(
     window: WindowId | None = None,
     size_us: int = 0,
 ) -> dict[str, Any]:
-    """One line of the late side output: the batch's ids, why, the whole record."""
+    """One line of the late or unusable side output: the batch's ids, why, the whole
+    record (whatever it is: an unusable one need not even be an object)."""
+    if not isinstance(record, dict):
+        record = {"sensor_data": record}
     return {
         **ids,
         "reading_key": key,
@@ -205,18 +233,57 @@ def late_detail(window: WindowId, size_us: int, watermark_us: int, allowed_us: i
     return (
         f"reading of window {_iso(window.start_us)} of {window.sensor_id} came more than "
         f"the allowed lateness ({allowed_us / _US:g} s) after the window's end "
-        f"{_iso(window.start_us + size_us)}: the watermark was {instant_text(watermark_us)}"
+        f"{_iso(window.start_us + size_us)}: the watermark was {_instant(watermark_us)}"
     )
 
 
+def _instant(at_us: int) -> str:
+    """An instant's canonical text, or its number where no date spells it (a watermark
+    a source's positions pushed beyond the years 1-9999)."""
+    try:
+        return instant_text(at_us)
+    except (OverflowError, ValueError):
+        return f"{at_us} µs since the epoch"
+
+
 def late_key(name: str, earliest_us: int | None) -> str:
-    moment = None if earliest_us is None else datetime.fromtimestamp(earliest_us / _US, UTC)
-    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name) or "_"
-    return f"late/{event_time_partition(moment)}/{safe}.jsonl.gz"
+    return _side_key("late", name, earliest_us)
+
+
+def unusable_key(name: str, earliest_us: int | None) -> str:
+    return _side_key(UNUSABLE_PREFIX, name, earliest_us)
+
+
+def _side_key(prefix: str, name: str, earliest_us: int | None) -> str:
+    moment = None if earliest_us is None else datetime.fromtimestamp(earliest_us // _US, UTC)
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.=") else "_" for c in name)
+    return f"{prefix}/{event_time_partition(moment)}/{safe[:200] or '_'}.jsonl.gz"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as orjson writes it without raising: integers beyond 64 bits become
+    text, keys that are not text become text; everything else is kept (a record that
+    did not come through JSON may hold anything)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return repr(value)
+
+
+def _lines(lines: list[dict[str, Any]]) -> bytes:
+    try:
+        return jsonl(lines, compress=True)
+    except (TypeError, orjson.JSONEncodeError):  # something JSON cannot hold: spelt out
+        return jsonl([json_safe(line) for line in lines], compress=True)
 
 
 class LateStore:
-    """Late side-output objects in the error bucket."""
+    """Late and unusable side-output objects in the error bucket."""
 
     def __init__(self, store: ObjectStore) -> None:
         self._store = store
@@ -224,7 +291,7 @@ class LateStore:
     def write(self, key: str, lines: list[dict[str, Any]], metadata: dict[str, str]) -> None:
         self._store.put(
             key,
-            jsonl(lines, compress=True),
+            _lines(lines),
             metadata={**metadata, "record-count": str(len(lines))},
             content_type="application/x-ndjson",
             gzipped=True,

@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 from sensorpipe.envelope import Envelope, Record
 from sensorpipe.lineage import META_KEY as LINEAGE_META
 from sensorpipe.records import METRICS, event_time_us
-from services.aggregator.statistics import Floats, Ints, numeric
+from services.aggregator.output import json_safe
+from services.aggregator.statistics import Floats, Ints
 from services.aggregator.windows import Origin, Provenance
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -55,11 +56,24 @@ _QUALITY, _ANOMALOUS, _MARK = (
     itemgetter("anomalous"),
 )
 _LINEAGE, _LINEAGE_IDS = itemgetter("lineage"), itemgetter("batch_id", "node_id", "job_id_hash")
+# The largest metric magnitude the statistics take: squared deviations of a window's
+# values, summed over millions of readings, stay finite (4e300 * 1e7 < 1.8e308).
+LARGEST_VALUE = 1e150
+
+# Why a record cannot be windowed (the ``reason`` of its unusable line and the code the
+# aggregator counts it under).
+NO_SENSOR_DATA = "no_sensor_data"
+NO_SENSOR_ID = "no_sensor_id"
+NO_EVENT_TIME = "no_event_time"
+OUT_OF_RANGE = "event_time_out_of_range"
+NOT_A_NUMBER = "metric_not_a_number"
+UNUSABLE_REASONS = (NO_SENSOR_DATA, NO_SENSOR_ID, NO_EVENT_TIME, OUT_OF_RANGE, NOT_A_NUMBER)
 
 
 @dataclass(slots=True)
 class Unusable:
-    record: Record
+    record: Any  # as received: not necessarily even a dict
+    reason: str  # one of UNUSABLE_REASONS
     detail: str
     part: int  # index of its part in the batch
 
@@ -88,26 +102,40 @@ class Readings:
         return str(self.records[row]["sensor_data"]["timestamp"])
 
     def location(self, row: int) -> Any:
-        return self.records[row]["sensor_data"].get("location")
+        """The row's location as documents and checkpoints can write it."""
+        return json_safe(self.records[row]["sensor_data"].get("location"))
 
 
-def read_batch(parts: list[Envelope], *, validated: bool) -> Readings:
+def placeable_range(size_us: int) -> tuple[int, int]:
+    """The instants a reading may have for windows of ``size_us``: its window starts at or
+    after 0001-01-01 and ends by 9999-12-31T23:59:59.999999 (UTC), so every instant of
+    the window, its start and its end can be spelt as a datetime and a key."""
+    first = -(-_MIN_US // size_us) * size_us  # the first window start >= year 1
+    last = _MAX_US // size_us * size_us - 1  # the last instant of a window ending by then
+    return first, last
+
+
+def read_batch(parts: list[Envelope], *, validated: bool, size_us: int = 60_000_000) -> Readings:
     """The columns of a batch (its parts in order); ``validated``: every part's scenario
-    validated its records, so the quick path may be taken."""
+    validated its records, so the quick path may be tried; ``size_us``: the window
+    length, which bounds the instants a reading may have (:func:`placeable_range`)."""
     records: list[Record] = []
     part_of: list[int] = []
     for index, part in enumerate(parts):
         records.extend(part.records)
         part_of.extend([index] * len(part.records))
+    bounds = placeable_range(size_us)
     if validated:
         try:
-            return _quick(records, part_of, parts)
+            return _quick(records, part_of, parts, bounds)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             pass  # something the quick path does not expect: read it record by record
-    return _exact(records, part_of, parts)
+    return _exact(records, part_of, parts, bounds)
 
 
-def _quick(records: list[Record], part_of: list[int], parts: list[Envelope]) -> Readings:
+def _quick(
+    records: list[Record], part_of: list[int], parts: list[Envelope], bounds: tuple[int, int]
+) -> Readings:
     """Arrow reads the columns out of the records and parses the timestamps (C++: no
     Python object per value); what it cannot read raises, and the exact path takes over.
     Validation has parsed every timestamp with ``datetime.fromisoformat`` already, and
@@ -126,9 +154,12 @@ def _quick(records: list[Record], part_of: list[int], parts: list[Envelope]) -> 
     if sensors.null_count or stamps.null_count:
         raise ValueError("a reading without a sensor id or a timestamp")
     at_us = stamps.to_numpy()
-    if at_us.min() < _MIN_US or at_us.max() > _MAX_US:
-        raise ValueError("an instant outside years 1-9999")
+    if at_us.min() < bounds[0] or at_us.max() > bounds[1]:
+        raise ValueError("an instant outside the windows of years 1-9999")
     values = np.column_stack([table[i].to_numpy(zero_copy_only=False) for i in range(2, 7)])
+    if int(np.isnan(values).sum()) != sum(table[i].null_count for i in range(2, 7)):
+        raise ValueError("a NaN metric value (not null)")
+    _check_quick_values(records, values)
     names = [str(name) for name in sensors.dictionary.to_pylist()]
     codes = sensors.indices.to_numpy().astype(np.int64)
     flags = routed.column(1)
@@ -138,38 +169,116 @@ def _quick(records: list[Record], part_of: list[int], parts: list[Envelope]) -> 
     )
 
 
-def _exact(records: list[Record], part_of: list[int], parts: list[Envelope]) -> Readings:
+def _check_quick_values(records: list[Record], values: Floats) -> None:
+    """What Arrow reads as a float but the exact path would not take: a value beyond
+    :data:`LARGEST_VALUE`, and a boolean (read as 0.0 or 1.0: only rows holding a 0 or
+    a 1 are looked at, in Python)."""
+    if np.any(np.abs(values) > LARGEST_VALUE):
+        raise ValueError("a metric value beyond the statistics' range")
+    for row in np.flatnonzero(((values == 0.0) | (values == 1.0)).any(axis=1)).tolist():
+        data = records[row]["sensor_data"]
+        if any(type(data.get(name)) is bool for name in METRICS):
+            raise ValueError("a boolean metric value")
+
+
+def _exact(
+    records: list[Record], part_of: list[int], parts: list[Envelope], bounds: tuple[int, int]
+) -> Readings:
     kept: list[Record] = []
     kept_parts: list[int] = []
     sensors: list[str] = []
     instants: list[int] = []
+    rows: list[list[float]] = []
     unusable: list[Unusable] = []
     for record, part in zip(records, part_of, strict=True):
-        data = record.get("sensor_data") if isinstance(record, dict) else None
-        if not isinstance(data, dict):
-            unusable.append(Unusable(record, "record has no sensor_data object", part))
+        placed = _place(record, bounds)
+        if isinstance(placed, Unusable):
+            placed.part = part
+            unusable.append(placed)
             continue
-        sensor, stamp = data.get("sensor_id"), data.get("timestamp")
-        if not isinstance(sensor, str) or not sensor:
-            unusable.append(Unusable(record, "reading has no sensor_id", part))
-            continue
-        at = event_time_us(stamp)
-        if at is None:
-            shown = repr(stamp[:64]) if isinstance(stamp, str) else "missing"
-            unusable.append(Unusable(record, f"timestamp {shown} is not an ISO-8601 time", part))
-            continue
+        sensor, at, row = placed
         kept.append(record)
         kept_parts.append(part)
         sensors.append(sensor)
         instants.append(at)
-    values = np.array(
-        [[numeric(r["sensor_data"].get(m)) for m in METRICS] for r in kept], dtype=np.float64
-    ).reshape(len(kept), len(METRICS))
+        rows.append(row)
+    values = np.array(rows, dtype=np.float64).reshape(len(kept), len(METRICS))
     at_us = np.array(instants, dtype=np.int64)
     names = list(dict.fromkeys(sensors))  # distinct, in order of appearance
     index = {name: code for code, name in enumerate(names)}
     codes = np.fromiter(map(index.__getitem__, sensors), dtype=np.int64, count=len(sensors))
     return _columns(kept, names, codes, at_us, values, kept_parts, parts, unusable, validated=False)
+
+
+def _place(record: Any, bounds: tuple[int, int]) -> tuple[str, int, list[float]] | Unusable:
+    """A record's sensor, instant and metric values, or why it cannot be windowed."""
+    data = record.get("sensor_data") if isinstance(record, dict) else None
+    if not isinstance(data, dict):
+        what = type(record).__name__ if not isinstance(record, dict) else "a record"
+        return _unusable(record, NO_SENSOR_DATA, f"{what} without a sensor_data object")
+    sensor, stamp = data.get("sensor_id"), data.get("timestamp")
+    if not isinstance(sensor, str) or not sensor:
+        shown = "missing" if sensor is None else f"{_shown(sensor)} (not non-empty text)"
+        return _unusable(record, NO_SENSOR_ID, f"sensor_id is {shown}")
+    at = event_time_us(stamp)
+    if at is None and not _spelt_in_range(stamp):
+        shown = _shown(stamp) if stamp is not None else "missing"
+        return _unusable(
+            record, NO_EVENT_TIME, f"timestamp {shown} is not an ISO-8601 time in years 1-9999"
+        )
+    if at is None or not bounds[0] <= at <= bounds[1]:
+        return _unusable(
+            record,
+            OUT_OF_RANGE,
+            f"timestamp {_shown(stamp)} is outside the windows of years 1-9999 (UTC) that "
+            "window documents and keys can spell",
+        )
+    row = []
+    for name in METRICS:
+        value, problem = metric_value(data.get(name))
+        if problem:
+            return _unusable(
+                record, NOT_A_NUMBER, f"metric {name!r} is {_shown(data.get(name))}: {problem}"
+            )
+        row.append(value)
+    return sensor, at, row
+
+
+def _spelt_in_range(stamp: Any) -> bool:
+    """An ISO-8601 time in years 1-9999 as written (its UTC instant may not be)."""
+    try:
+        datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def metric_value(value: Any) -> tuple[float, str | None]:
+    """A metric value as a float (NaN when null or absent: *missing*), or the problem
+    that makes its reading unusable."""
+    if value is None:
+        return math.nan, None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan, f"{type(value).__name__}, not a number"
+    try:
+        number = float(value)
+    except OverflowError:
+        return math.nan, f"beyond +-{LARGEST_VALUE:g}"
+    if not math.isfinite(number):
+        return math.nan, "not a finite number"
+    if abs(number) > LARGEST_VALUE:
+        return math.nan, f"beyond +-{LARGEST_VALUE:g}"
+    return number, None
+
+
+def _unusable(record: Any, reason: str, detail: str) -> Unusable:
+    return Unusable(record, reason, detail, -1)
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: its repr, cut to 64 characters."""
+    text = repr(value)
+    return text if len(text) <= 64 else text[:61] + "..."
 
 
 def _columns(
@@ -189,9 +298,6 @@ def _columns(
         raise ValueError("an empty sensor id")
     provenance, origin = _provenance(records, part_of, parts)
     anomalous = marks if marks is not None else _anomalous(records, validated=validated)
-    infinite = np.isinf(values)
-    if infinite.any():
-        values = np.where(infinite, math.nan, values)
     return Readings(
         names=names,
         codes=codes,
@@ -254,11 +360,14 @@ def _provenance(
         return [Provenance({key}) for key in seen], origin
     try:  # every record has a complete lineage stamp: look the ids up at C speed
         stamps = list(map(_LINEAGE_IDS, map(_LINEAGE, records)))
-    except (KeyError, TypeError):
+        pairs = list(zip(part_of, stamps, strict=True))
+        distinct = list(dict.fromkeys(pairs))  # the distinct (part, stamp), a few
+    except (KeyError, TypeError):  # a stamp incomplete, or with an object or list inside
         stamps = [_lineage_ids(r) for r in records]
-    pairs = list(zip(part_of, stamps, strict=True))
+        pairs = list(zip(part_of, stamps, strict=True))
+        distinct = list(dict.fromkeys(pairs))
     code_of: dict[tuple[int, Any], int] = {}
-    for index, stamp in dict.fromkeys(pairs):  # the distinct (part, stamp), a few
+    for index, stamp in distinct:
         key = _origin(parts[index], stamp, plain[index])
         code_of[(index, stamp)] = seen.setdefault(key, len(seen))
     origin = np.fromiter(map(code_of.__getitem__, pairs), dtype=np.int64, count=len(pairs))
@@ -283,8 +392,14 @@ def _shared_lineage(part: Envelope) -> tuple[Any, Any, Any] | None:
     return (ids.get("batch_id"), ids.get("node_id"), ids.get("job_id_hash"))
 
 
-def _lineage_ids(record: Record) -> tuple[Any, Any, Any]:
+def _lineage_ids(record: Record) -> tuple[str | None, str | None, str | None]:
+    """A record's lineage ids as text (hashable, whatever the stamp holds)."""
     lineage = record.get("lineage") if isinstance(record, dict) else None
     if not isinstance(lineage, dict):
         return (None, None, None)
-    return (lineage.get("batch_id"), lineage.get("node_id"), lineage.get("job_id_hash"))
+    ids = (lineage.get("batch_id"), lineage.get("node_id"), lineage.get("job_id_hash"))
+    return (_text(ids[0]), _text(ids[1]), _text(ids[2]))
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value else None

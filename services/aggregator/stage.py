@@ -14,7 +14,13 @@ to write. Per batch:
    computation and are merged into open windows (fold) or written ones (revise); late
    readings become side-output lines.
 3. ``advance``: windows whose end the watermark reached are closed: revision 0.
-4. ``flush``: the closed and revised windows and the late lines are written.
+4. ``flush``: the closed and revised windows, the late lines and the unusable lines
+   are written.
+
+Every record of a batch ends in exactly one place, counted by its fate: folded,
+duplicate, revised, late (``late/`` in the error bucket) or unusable (``unusable/``:
+what cannot be windowed, readings.py says why). Nothing in a record's content can make
+``apply`` raise, so one bad record never takes its batch's good ones down with it.
 
 State (the checkpoint): the watermark windows were closed at, and every open window.
 Written windows are not state: their documents are, read back when a revision needs one.
@@ -34,12 +40,19 @@ import numpy.typing as npt
 
 from sensorpipe.records import reading_key_at
 from sensorpipe.stateful import Batch
-from services.aggregator.output import LateStore, WindowStore, late_detail, late_key, late_line
+from services.aggregator.output import (
+    LateStore,
+    WindowStore,
+    late_detail,
+    late_key,
+    late_line,
+    unusable_key,
+)
 from services.aggregator.readings import Readings, read_batch
 from services.aggregator.statistics import Ints, K, Moments, group_moments
 from services.aggregator.windows import (
     BEYOND_ALLOWED_LATENESS,
-    NO_EVENT_TIME,
+    UNUSABLE,
     Fate,
     OpenWindows,
     Origin,
@@ -115,7 +128,8 @@ class _Prepared:
 @dataclass(slots=True)
 class _Outputs:
     windows: dict[WindowId, WindowState] = field(default_factory=dict)
-    late: dict[str, tuple[list[dict[str, Any]], dict[str, str]]] = field(default_factory=dict)
+    # Side-output objects (late/, unusable/): key -> (lines, metadata).
+    side: dict[str, tuple[list[dict[str, Any]], dict[str, str]]] = field(default_factory=dict)
 
 
 class AggregatorStage:
@@ -197,10 +211,11 @@ class AggregatorStage:
         groups = prepared.groups
         readings = groups.readings
         ids = [_ids(part) for part in batch.parts]
-        late = [
-            late_line(u.record, ids=ids[u.part], reason=NO_EVENT_TIME, detail=u.detail)
+        unusable = [
+            late_line(u.record, ids=ids[u.part], reason=u.reason, detail=u.detail)
             for u in readings.unusable
         ]
+        late: list[dict[str, Any]] = []
         # Per sorted position: kept unless a repeat within the batch, held by its window
         # already, or late. What becomes of a window's new readings is decided once per
         # window: it depends on the reading only through its window.
@@ -222,8 +237,9 @@ class AggregatorStage:
             lo, hi = int(groups.bounds[j]), int(groups.bounds[j + 1])
             window = groups.window(j)
             if fates[j] == _LATE:
+                # Late even where a repeat within the batch: every copy has a line.
                 late += self._late_lines(readings, groups, lo, hi, window, ids)
-                too_late += int(keep[lo:hi].sum())
+                too_late += hi - lo
                 keep[lo:hi] = False
                 continue
             state = self._out.windows.get(window) or prepared.written[window]
@@ -232,12 +248,17 @@ class AggregatorStage:
         duplicates = len(keep) - int(keep.sum()) - too_late
         self._fold(groups, keep, fates, group_slot, prepared.written)
         if late:
-            self._store_late(batch, readings, late)
+            self._store_side(batch, readings, late, "late")
+        if unusable:
+            self._store_side(batch, readings, unusable, UNUSABLE)
         self._events.readings(Fate.DUPLICATE.value, duplicates)
         self._events.readings(Fate.LATE.value, len(late))
+        self._events.readings(UNUSABLE, len(unusable))
         self._events.open_windows(len(self.open))
 
     def advance(self, watermark_us: int) -> bool:
+        # Whatever a source's positions claimed: within int64, beyond every instant.
+        watermark_us = min(max(watermark_us, -_WATERMARK_BOUND), _WATERMARK_BOUND)
         if self.watermark_us is not None and watermark_us <= self.watermark_us:
             return False
         self.watermark_us = watermark_us
@@ -263,15 +284,15 @@ class AggregatorStage:
         self.open.renumber_origins(renumber)
 
     def flush(self) -> None:
-        """Write every window closed or revised, and the late lines, since the last
-        flush; what fails stays to be written on the next one."""
+        """Write every window closed or revised, and the late and unusable lines, since
+        the last flush; what fails stays to be written on the next one."""
         states = list(self._out.windows.items())
         self._windows.write([state for _, state in states])
         for window, _ in states:
             del self._out.windows[window]
-        for key, (lines, metadata) in list(self._out.late.items()):
+        for key, (lines, metadata) in list(self._out.side.items()):
             self._late.write(key, lines, metadata)
-            del self._out.late[key]
+            del self._out.side[key]
 
     # -- deciding --------------------------------------------------------------------
 
@@ -295,7 +316,7 @@ class AggregatorStage:
 
     def _group(self, batch: Batch) -> _Groups:
         validated = all(self._validated(part.scenario) for part in batch.parts)
-        readings = read_batch(batch.parts, validated=validated)
+        readings = read_batch(batch.parts, validated=validated, size_us=self.rules.size_us)
         size = self.rules.size_us
         starts_of = readings.at_us // size * size
         order = _by_sensor_then_instant(readings.codes, readings.at_us)
@@ -431,17 +452,20 @@ class AggregatorStage:
             )
         return out
 
-    def _store_late(self, batch: Batch, readings: Readings, lines: list[dict[str, Any]]) -> None:
+    def _store_side(
+        self, batch: Batch, readings: Readings, lines: list[dict[str, Any]], kind: str
+    ) -> None:
         earliest = int(readings.at_us.min()) if len(readings) else None
-        key = late_key(f"{batch.name}-a{self.rules.shard}", earliest)
+        name = f"{batch.name}-a{self.rules.shard}"
+        key = late_key(name, earliest) if kind == "late" else unusable_key(name, earliest)
         first = batch.parts[0]
         metadata = {
-            "kind": "late",
+            "kind": kind,
             "batch-id": first.batch_id,
             "scenario": first.scenario,
             "config-version": str(first.config_version),
         }
-        self._out.late[key] = (lines, metadata)
+        self._out.side[key] = (lines, metadata)
 
     def _remember(self, window: WindowId, state: WindowState | None) -> None:
         self._written[window] = state
@@ -451,6 +475,8 @@ class AggregatorStage:
 
 
 _FOLD, _REVISE, _LATE = 0, 1, 2
+# Every instant a window can hold lies within +-2**58 µs (years 1-9999: +-2.6e17).
+_WATERMARK_BOUND = 2**60
 _CODE = {Fate.FOLD: _FOLD, Fate.REVISE: _REVISE, Fate.LATE: _LATE}
 
 

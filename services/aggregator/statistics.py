@@ -10,8 +10,9 @@ aggregator each source batch whole and in the source's row order, so a window's 
 come out bit for bit the same however its readings were split into messages or shards.
 
 ``m2`` is kept in the output too, so rollups (hourly from 1-minute windows) can merge
-windows exactly with the same formula. A value is missing when it is null, absent, not
-a number, NaN or infinite: it is excluded and counted as ``missing``.
+windows exactly with the same formula. A value is missing when it is null or absent: it
+is excluded and counted as ``missing`` (a reading with any other value that is not a
+finite number within range is set aside as unusable before it gets here: readings.py).
 """
 
 from __future__ import annotations
@@ -154,12 +155,3 @@ def from_summary(metrics: dict[str, Any]) -> Moments:
             out.min[k] = float(figures["min"])
             out.max[k] = float(figures["max"])
     return out
-
-
-def numeric(value: Any) -> float:
-    """A metric value as a float, NaN when missing (null, absent, not a number, bool,
-    NaN or infinite)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    number = float(value)
-    return number if math.isfinite(number) else math.nan

@@ -54,7 +54,10 @@ class Fate(Enum):
 
 # Reasons in the late side output (and the metric label).
 BEYOND_ALLOWED_LATENESS = "beyond_allowed_lateness"
-NO_EVENT_TIME = "no_event_time"
+# The fate of a record that cannot be windowed at all (no sensor, no readable or
+# placeable time, a metric that is not a number): ``unusable/`` in the error bucket, with
+# its reason (readings.UNUSABLE_REASONS).
+UNUSABLE = "unusable"
 
 
 def fate(

@@ -8,6 +8,13 @@ object with a conditional put (first writer wins). The burst id is a function of
 produce the same id. SQS drops a repeat within its 5-minute de-duplication interval; the
 ledger stops repeats after that. The one gap left: a crash between the send and the
 ledger write, recovered more than 5 minutes later, can send twice (never zero times).
+
+Each burst is sent on its own, and a burst SQS refuses for what it holds (a sender fault
+such as ``InvalidMessageContents`` or ``InvalidParameterValue``: retrying cannot help)
+raises :class:`UnsendableError`, which the stage records in the error bucket and goes on
+from; it never takes the other bursts of the commit down, and it is never acknowledged
+silently. Any other failure (throttling, 5xx, the network) is :class:`PublishError`: the
+commit fails and is retried, nothing acknowledged.
 """
 
 from __future__ import annotations
@@ -15,13 +22,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from sensorpipe.store import Expect, ObjectStore, StoreConflict, StoreError
 from services.notifier.bursts import Burst
-from services.notifier.errors import PublishError
-from services.notifier.message import encode_body, fit_message, group_id, location_slug
+from services.notifier.errors import PublishError, UnsendableError
+from services.notifier.message import (
+    attributes_size,
+    encode_body,
+    fit_message,
+    group_id,
+    location_slug,
+    sqs_attributes,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -30,6 +45,38 @@ if TYPE_CHECKING:
 class Published(StrEnum):
     SENT = "sent"
     ALREADY_SENT = "already_sent"
+    UNSENDABLE = "unsendable"  # refused by SQS for its content: in the error bucket
+
+
+# SQS error codes that say the message itself is refused (a retry gets the same answer).
+_REFUSED = frozenset(
+    {
+        "InvalidMessageContents",
+        "InvalidParameterValue",
+        "InvalidParameterValueException",
+        "InvalidAttributeName",
+        "InvalidAttributeValue",
+        "MessageTooLong",
+        "InvalidParameterCombination",
+    }
+)
+
+
+def _refusal(exc: Exception) -> str | None:
+    """Why SQS (or botocore, before sending) refused the message for its content; None
+    for a failure a retry may cure."""
+    if isinstance(exc, ParamValidationError | UnicodeError):
+        return str(exc)
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        if error.get("Code") in _REFUSED:
+            return f"{error.get('Code')}: {error.get('Message')}"
+    return None
+
+
+def _metadata(values: dict[str, str]) -> dict[str, str]:
+    """S3 user metadata must be printable ASCII: other characters percent-encoded."""
+    return {k: quote(v, safe=" -_.:+%") for k, v in values.items()}
 
 
 class NotificationLedger:
@@ -87,18 +134,29 @@ class NotificationSender:
                 "window-end": str(body["window"]["end"]),
                 "notified-at": notified_at,
             }
-            self._sqs.send_message(
-                QueueUrl=self._queue_url,
-                MessageBody=fit_message(body, self._max_body_bytes).decode("utf-8"),
-                MessageGroupId=group_id(location),
-                MessageDeduplicationId=burst_id,
-                MessageAttributes={
-                    k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
-                },
-            )
+            sent = sqs_attributes(attributes)
+            room = self._max_body_bytes - attributes_size(sent)
+            self._send(burst_id, location, fit_message(body, room).decode("utf-8"), sent)
             # S3 metadata must be ASCII: the location goes in percent-encoded.
-            metadata = {**attributes, "location": location_slug(location)}
+            metadata = _metadata({**attributes, "location": location_slug(location)})
             self.ledger.record(location, burst_id, encode_body(body), metadata)
         except (ClientError, BotoCoreError, StoreError) as exc:
             raise PublishError(burst_id, location, str(exc)) from exc
         return Published.SENT
+
+    def _send(
+        self, burst_id: str, location: str, body: str, attributes: dict[str, dict[str, str]]
+    ) -> None:
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._queue_url,
+                MessageBody=body,
+                MessageGroupId=group_id(location),
+                MessageDeduplicationId=burst_id,
+                MessageAttributes=attributes,  # type: ignore[arg-type]
+            )
+        except (ClientError, BotoCoreError, UnicodeError) as exc:
+            refused = _refusal(exc)
+            if refused is None:
+                raise
+            raise UnsendableError(burst_id, location, refused) from exc

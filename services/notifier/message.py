@@ -3,11 +3,28 @@
 The body is a pure function of the burst (no wall-clock time inside), so every replica,
 restart or replay that finds the same burst builds the same bytes; when it was sent
 travels in message attributes and object metadata instead.
+
+Whatever characters a location (or any text of a record) holds, what is sent is valid:
+
+- SQS takes only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF in a
+  body and in attribute values (LocalStack and SQS answer ``InvalidMessageContents`` /
+  ``InvalidParameterValue`` otherwise). orjson escapes control characters as ``\\u0000``
+  text already; the body's U+FFFE and U+FFFF are escaped the same way
+  (:func:`encode_body`), and an attribute value with any character outside that set is
+  sent percent-encoded, its name listed in the ``percent-encoded`` attribute
+  (:func:`sqs_attributes`). A raw NUL in the ``location`` attribute was what SQS refused.
+- ``MessageGroupId``: 128 characters at most, alphanumeric and punctuation only: the
+  location percent-encoded, shortened with a digest of the whole location
+  (:func:`group_id`).
+- The ledger key segment (:func:`location_slug`): percent-encoded, never ``.`` or ``..``,
+  at most :data:`_MAX_SLUG` characters (a prefix plus ``+`` and a digest; ``+`` is
+  otherwise always encoded, so a shortened slug never equals a plain one).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +38,11 @@ NOTIFICATION_KIND = "anomaly-burst"
 NOTIFICATION_VERSION = 1
 _US = 1_000_000
 _MAX_GROUP_ID = 128
+# The longest ledger key segment for a location (S3 keys: 1,024 bytes at most).
+_MAX_SLUG = 200
+# What SQS refuses in a message body or an attribute value.
+_NOT_FOR_SQS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+PERCENT_ENCODED = "percent-encoded"
 
 
 def burst_id(location: str, start_reading_key: str) -> str:
@@ -30,17 +52,47 @@ def burst_id(location: str, start_reading_key: str) -> str:
 
 
 def location_slug(location: str) -> str:
-    """A location as one safe path segment / FIFO group id (percent-encoded, reversible)."""
-    return quote(location, safe="-_.")
+    """A location as one safe, bounded path segment (percent-encoded; distinct locations
+    give distinct slugs)."""
+    return _bounded(location, _MAX_SLUG)
 
 
 def group_id(location: str) -> str:
     """FIFO MessageGroupId: notifications of one location stay in order."""
-    slug = location_slug(location)
-    if len(slug) <= _MAX_GROUP_ID:
-        return slug
-    digest = hashlib.blake2b(location.encode(), digest_size=16).hexdigest()
-    return f"{slug[: _MAX_GROUP_ID - 33]}~{digest}"
+    return _bounded(location, _MAX_GROUP_ID)
+
+
+def _bounded(text: str, limit: int) -> str:
+    encoded = quote(text, safe="-_.", errors="surrogatepass")
+    if encoded.strip(".") == "":  # "." and ".." are path steps, not names
+        encoded = encoded.replace(".", "%2E")
+    if len(encoded) <= limit:
+        return encoded
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+    return f"{encoded[: limit - 33]}+{digest.hexdigest()}"
+
+
+def sqs_attributes(values: dict[str, str]) -> dict[str, dict[str, str]]:
+    """String message attributes SQS accepts: a value with a character SQS refuses is
+    sent percent-encoded, and named in the ``percent-encoded`` attribute."""
+    out: dict[str, dict[str, str]] = {}
+    encoded = []
+    for name, value in values.items():
+        if _NOT_FOR_SQS.search(value):
+            value = quote(value, safe=" -_.:+", errors="surrogatepass")
+            encoded.append(name)
+        out[name] = {"DataType": "String", "StringValue": value}
+    if encoded:
+        out[PERCENT_ENCODED] = {"DataType": "String", "StringValue": ",".join(encoded)}
+    return out
+
+
+def attributes_size(attributes: dict[str, dict[str, str]]) -> int:
+    """What attributes add to a message's size, as SQS counts it (name, type, value)."""
+    return sum(
+        len(name.encode()) + len(a["DataType"].encode()) + len(a["StringValue"].encode())
+        for name, a in attributes.items()
+    )
 
 
 def _distinct(values: list[Any]) -> list[Any]:
@@ -101,7 +153,14 @@ def build_body(burst: Burst, rules: BurstRules, record_uri: str) -> dict[str, An
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    """The body's JSON (sorted keys), with U+FFFE and U+FFFF escaped: orjson escapes
+    control characters itself, and these two are the only others SQS refuses that
+    UTF-8 text can hold (they can only occur inside JSON strings, where an escape is the
+    same text)."""
+    encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    if b"\xef\xbf\xbe" in encoded or b"\xef\xbf\xbf" in encoded:
+        encoded = encoded.replace(b"\xef\xbf\xbe", b"\\ufffe").replace(b"\xef\xbf\xbf", b"\\uffff")
+    return encoded
 
 
 def fit_message(body: dict[str, Any], max_bytes: int) -> bytes:

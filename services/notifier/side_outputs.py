@@ -4,7 +4,11 @@ Per source batch and shard (deterministic key from the batch's name, so a redo
 overwrites): ``late-anomalies/<partition>/<name>.jsonl.gz`` for readings at or before the
 watermark decisions were made at, ``unusable-anomalies/<partition>/<name>.jsonl.gz`` for
 records the notifier cannot place. The partition is the event time of the earliest
-entry.
+entry (times outside the years 1-9999 in UTC are not read as times).
+
+Per burst SQS refuses for its content: ``unsendable-notifications/<partition of the
+window start>/<burst id>.json``, the reason and the whole notification (the same key for
+the same burst, so a redo overwrites it).
 """
 
 from __future__ import annotations
@@ -13,18 +17,39 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sensorpipe.objects import hive_partition, jsonl, parse_event_time
+import orjson
+
+from sensorpipe.objects import hive_partition, jsonl, readable_event_time
 from sensorpipe.store import ObjectStore
 from services.notifier.bursts import Anomaly, LocationState
 
 LATE_PREFIX = "late-anomalies"
 UNUSABLE_PREFIX = "unusable-anomalies"
+UNSENDABLE_PREFIX = "unsendable-notifications"
 
 
 def _iso(at_us: int | None) -> str | None:
     if at_us is None:
         return None
-    return datetime.fromtimestamp(at_us / 1_000_000, UTC).isoformat(timespec="milliseconds")
+    try:
+        moment = datetime.fromtimestamp(at_us // 1_000_000, UTC)
+    except (OverflowError, ValueError, OSError):  # a watermark beyond the years 1-9999
+        return f"{at_us} µs since the epoch"
+    return moment.replace(microsecond=at_us % 1_000_000).isoformat(timespec="milliseconds")
+
+
+def write_unsendable(
+    store: ObjectStore, body: dict[str, Any], reason: str, *, service: str
+) -> None:
+    """Keep a notification SQS refused, with the reason, where an operator finds it."""
+    moment = readable_event_time(body["window"]["start"]) or datetime(1970, 1, 1, tzinfo=UTC)
+    key = f"{UNSENDABLE_PREFIX}/{hive_partition(moment)}/{body['burst_id']}.json"
+    entry = {"reason": reason, "location": body["location"], "notification": body}
+    store.put(
+        key,
+        orjson.dumps(entry, option=orjson.OPT_SORT_KEYS),
+        metadata={"service": service, "burst-id": str(body["burst_id"])},
+    )
 
 
 @dataclass
@@ -77,14 +102,9 @@ class SideOutput:
             record = entry["record"]
             data = record.get("sensor_data") if isinstance(record, dict) else None
             stamp = data.get("timestamp") if isinstance(data, dict) else None
-            if isinstance(stamp, str):
-                try:
-                    times.append(parse_event_time(stamp))
-                except ValueError:
-                    continue
+            moment = readable_event_time(stamp)
+            if moment is not None:
+                times.append(moment)
         if times:
             return min(times)
-        try:
-            return parse_event_time(self.created_at)
-        except ValueError:
-            return datetime(1970, 1, 1, tzinfo=UTC)
+        return readable_event_time(self.created_at) or datetime(1970, 1, 1, tzinfo=UTC)

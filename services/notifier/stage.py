@@ -8,8 +8,10 @@ order, and the watermark after each (docs/NOTIFICATIONS.md):
   already made at (late: its source wrote it more than the grace late). Records the
   notifier cannot place, or that belong to another shard, are set aside with the reason.
 - ``advance``: every decision the new watermark allows is made; bursts found are queued.
-- ``flush``: queued bursts are published (ledger + FIFO queue, once per burst) and the
-  set-aside records written.
+- ``flush``: queued bursts are published (ledger + FIFO queue, once per burst), each
+  on its own: one SQS refuses for its content (``UnsendableError``) is written to
+  ``unsendable-notifications/`` in the error bucket with the reason and its whole body,
+  and the others go on; then the set-aside records are written.
 
 State (the checkpoint): the watermark decisions were made at, and per location its
 cool-down bound and its undecided anomalies.
@@ -26,8 +28,9 @@ from sensorpipe.store import ObjectStore
 from services.notifier.bursts import Admission, Anomaly, Burst, LocationState, UnusableRecord
 from services.notifier.config import BurstRules
 from services.notifier.dedupe import NotificationSender, Published
+from services.notifier.errors import UnsendableError
 from services.notifier.message import build_body, burst_id
-from services.notifier.side_outputs import SideOutput
+from services.notifier.side_outputs import SideOutput, write_unsendable
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,12 @@ class NotifierStage:
     def _publish(self, burst: Burst) -> None:
         identity = burst_id(burst.location, burst.start.key)
         body = build_body(burst, self.rules, self._sender.ledger.uri(burst.location, identity))
-        outcome = self._sender.publish(burst, body)
+        try:
+            outcome = self._sender.publish(burst, body)
+        except UnsendableError as exc:
+            write_unsendable(self._errors, body, exc.cause, service=self._service)
+            outcome = Published.UNSENDABLE
+            log.error("%s; kept in the error bucket", exc)
         self._events.notification(outcome)
         self._events.anomalies("burst", len(burst.members))
         log.info(
@@ -159,8 +167,15 @@ class NotifierStage:
             len(burst.members),
             body["window"]["start"],
             body["window"]["end"],
-            "sent" if outcome is Published.SENT else "already sent before",
+            _SAID[outcome],
         )
 
     def _pending(self) -> int:
         return sum(len(s.pending) for s in self.locations.values())
+
+
+_SAID = {
+    Published.SENT: "sent",
+    Published.ALREADY_SENT: "already sent before",
+    Published.UNSENDABLE: "refused by SQS, in unsendable-notifications/",
+}

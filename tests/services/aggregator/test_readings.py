@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 
 from sensorpipe.envelope import Envelope
 from services.aggregator.readings import read_batch
@@ -48,25 +49,78 @@ def test_the_quick_and_the_exact_path_read_the_same_columns() -> None:
     assert math.isnan(quick.values[0, 3])  # vibration absent: missing
 
 
-def test_the_exact_path_sets_aside_what_cannot_be_windowed_and_counts_bools_missing() -> None:
-    records: list[dict[str, Any]] = [
-        {"sensor_data": _row(0, temperature=True, humidity="wet", pressure=math.inf)},
+def test_the_exact_path_sets_aside_what_cannot_be_windowed_with_its_reason() -> None:
+    records: list[Any] = [
+        {"sensor_data": _row(0, pressure=None)},
         {"sensor_data": _row(1, timestamp="2026-01-01T12:00:01.250+02:00")},
         {"sensor_data": _row(2, timestamp="not a time")},
         {"sensor_data": _row(3, sensor_id="")},
         {"no": "sensor data"},
         {"sensor_data": _row(5, timestamp="2026-01-01T10:00:05.250")},  # no offset: UTC
+        {"sensor_data": _row(6, temperature=True)},
+        {"sensor_data": _row(7, humidity="wet")},
+        {"sensor_data": _row(8, pressure=math.inf)},
+        {"sensor_data": _row(9, voltage=1e200)},
+        {"sensor_data": _row(10, vibration={"x": 1})},
+        {"sensor_data": _row(11, timestamp="0000-01-01T00:00:00")},
+        {"sensor_data": _row(12, timestamp="0001-01-01T00:00:00+05:00")},  # before year 1
+        {"sensor_data": _row(13, timestamp="9999-12-31T23:59:30+00:00")},  # window ends 10000
+        {"sensor_data": _row(14, sensor_id=7)},
+        ["not", "a", "record"],
     ]
     # Unvalidated, with a bool, a string and an offset: the quick path steps aside.
     got = read_batch([Envelope("b", "raw-ish", 1, records)], validated=True)
-    assert [u.detail for u in got.unusable] == [
-        "timestamp 'not a time' is not an ISO-8601 time",
-        "reading has no sensor_id",
-        "record has no sensor_data object",
+    reasons = [(u.reason, u.detail.split(" ")[0:2]) for u in got.unusable]
+    assert [r for r, _ in reasons] == [
+        "no_event_time",
+        "no_sensor_id",
+        "no_sensor_data",
+        "metric_not_a_number",
+        "metric_not_a_number",
+        "metric_not_a_number",
+        "metric_not_a_number",
+        "metric_not_a_number",
+        "no_event_time",
+        "event_time_out_of_range",
+        "event_time_out_of_range",
+        "no_sensor_id",
+        "no_sensor_data",
     ]
+    details = [u.detail for u in got.unusable]
+    assert details[0] == "timestamp 'not a time' is not an ISO-8601 time in years 1-9999"
+    assert details[3] == "metric 'temperature' is True: bool, not a number"
+    assert details[4] == "metric 'humidity' is 'wet': str, not a number"
+    assert details[5] == "metric 'pressure' is inf: not a finite number"
+    assert details[6] == "metric 'voltage' is 1e+200: beyond +-1e+150"
+    assert "outside the windows of years 1-9999" in details[9]
     assert len(got) == 3
-    assert math.isnan(got.values[0, 0]) and math.isnan(got.values[0, 1])  # bool, "wet"
-    assert math.isnan(got.values[0, 2])  # infinite: missing
+    assert math.isnan(got.values[0, 2])  # pressure None: missing
     # 12:00:01.25+02:00 is 10:00:01.25 UTC; the naive one is taken as UTC.
     assert (got.at_us[1] - got.at_us[0]) == 1_000_000
     assert (got.at_us[2] - got.at_us[0]) == 5_000_000
+
+
+@pytest.mark.parametrize(
+    "value", [True, False, 1e151, -1e151, math.nan, math.inf, 10**400, "1.5", [1.0], {"v": 1}]
+)
+def test_the_quick_path_takes_no_value_the_exact_path_would_set_aside(value: Any) -> None:
+    """Arrow reads a bool as 0/1 and huge or non-finite floats as floats; the quick path
+    checks for them and leaves the batch to the exact path, so both agree."""
+    records = [{"sensor_data": _row(i)} for i in range(6)]
+    records[2]["sensor_data"]["vibration"] = value
+    quick = read_batch(_batch(records), validated=True)
+    exact = read_batch(_batch(records), validated=False)
+    for got in (quick, exact):
+        assert [u.reason for u in got.unusable] == ["metric_not_a_number"]
+        assert got.unusable[0].record is records[2] and got.unusable[0].part == 0
+        assert len(got) == 5
+    assert np.array_equal(quick.values, exact.values, equal_nan=True)
+
+
+def test_the_edges_of_years_1_and_9999_are_windowed() -> None:
+    first = "0001-01-01T00:00:00+00:00"
+    last = "9999-12-31T23:58:59.999999+00:00"  # the last minute whose window ends in 9999
+    records = [{"sensor_data": _row(0, timestamp=first)}, {"sensor_data": _row(1, timestamp=last)}]
+    for validated in (True, False):
+        got = read_batch([Envelope("b", "aggregated", 1, records)], validated=validated)
+        assert not got.unusable and len(got) == 2

@@ -88,10 +88,16 @@ class Shard:
         return {k: v.body for k, v in self.aggregated.objects.items() if k.startswith("1-minute/")}
 
     def late_lines(self) -> list[dict[str, Any]]:
+        return self.side_lines("late/")
+
+    def unusable_lines(self) -> list[dict[str, Any]]:
+        return self.side_lines("unusable/")
+
+    def side_lines(self, prefix: str) -> list[dict[str, Any]]:
         return [
             line
-            for key, stored in self.errors.objects.items()
-            if key.startswith("late/")
+            for key, stored in sorted(self.errors.objects.items())
+            if key.startswith(prefix)
             for line in read_jsonl(stored.body)
         ]
 
@@ -293,7 +299,7 @@ def test_spellings_of_one_instant_are_one_reading() -> None:
     assert doc["first_reading_at"] == doc["last_reading_at"] == stamp[:23] + "000Z"
 
 
-def test_records_without_a_readable_time_go_to_the_late_output_with_the_reason() -> None:
+def test_records_that_cannot_be_windowed_go_to_the_unusable_output_with_the_reason() -> None:
     row = make_rows(sensors=1, per_sensor=1, seed=5)[0]
     bad = [
         {"sensor_data": dict(row, timestamp="yesterday")},
@@ -312,11 +318,18 @@ def test_records_without_a_readable_time_go_to_the_late_output_with_the_reason()
     one = shard()
     one.feed([message_of(envelope)])
     one.finish()
-    late = one.late_lines()
-    assert len(late) == 4
-    assert {line["reason"] for line in late} == {"no_event_time"}
-    details = " ".join(line["detail"] for line in late)
+    assert not one.late_lines()
+    unusable = one.unusable_lines()
+    assert [line["reason"] for line in unusable] == [
+        "no_event_time",
+        "no_event_time",
+        "no_sensor_id",
+        "no_sensor_data",
+    ]
+    details = " ".join(line["detail"] for line in unusable)
     assert "'yesterday'" in details and "sensor_id" in details and "sensor_data" in details
+    assert [line["record"] for line in unusable[:3]] == [r["sensor_data"] for r in bad[:3]]
+    assert all(line["batch_id"] == "b0" for line in unusable)
     assert sum(doc["record_count"] for doc in one.windows().values()) == 1
 
 
@@ -334,3 +347,61 @@ def test_rows_are_taken_by_sensor_then_instant_then_row(span_us: int) -> None:
     want = sorted(range(500), key=lambda row: (codes[row], at[row], row))
     got = _by_sensor_then_instant(np.array(codes), np.array(at, dtype=np.int64))
     assert got.tolist() == want
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0000-01-01T00:00:00+00:00", "9999-12-31T23:59:30+00:00", "not a time", 17]
+)
+def test_one_unplaceable_reading_leaves_its_sixty_neighbours_in_their_windows(stamp: Any) -> None:
+    """Issue 11: a year-0 reading took its batch's 60 good neighbours out of every window
+    (the batch raised, was retried and went to the DLQ). It is set aside; they fold."""
+    rows = make_rows(sensors=1, per_sensor=60, interval_s=1.0, seed=9)
+    bad = dict(rows[30], id=10_000, timestamp=stamp)
+    records = [{"sensor_data": r} for r in rows[:30]] + [{"sensor_data": bad}]
+    records += [{"sensor_data": r} for r in rows[30:]]
+    envelope = Envelope(
+        "b0",
+        "aggregated",
+        1,
+        records,
+        position=Position(STREAM, 0),
+        max_event_us=max(instant_us(r["timestamp"]) for r in rows),
+    )
+    one = shard()
+    one.feed([message_of(envelope)])
+    one.finish()
+    assert len(one.acks.acked) == 1 and not one.acks.released
+    assert sum(doc["record_count"] for doc in one.windows().values()) == 60
+    (line,) = one.unusable_lines()
+    assert line["record"]["id"] == 10_000 and line["batch_id"] == "b0"
+    assert line["reason"] in {"no_event_time", "event_time_out_of_range"}
+
+
+@pytest.mark.parametrize("validated", [True, False])
+def test_sensor_ids_of_any_spelling_give_safe_distinct_keys(validated: bool) -> None:
+    ids = ["a/b", "a%2Fb", "a=b", "..", ".", "x\ny", "a b", "😀" * 128, "é" * 1000, "%", "a+b"]
+    row = make_rows(sensors=1, per_sensor=1, seed=5)[0]
+    records = [{"sensor_data": dict(row, sensor_id=i)} for i in ids]
+    scenario = "aggregated" if validated else "raw"
+    envelope = Envelope(
+        "b0",
+        scenario,
+        1,
+        records,
+        position=Position(STREAM, 0),
+        max_event_us=instant_us(row["timestamp"]),
+    )
+    one = shard()
+    one.feed([message_of(envelope)])
+    one.finish()
+    keys = list(one.bodies())
+    assert len(keys) == len(ids)  # one object per sensor: no two ids share a key
+    by_sensor = {orjson.loads(one.aggregated.objects[k].body)["sensor_id"]: k for k in keys}
+    assert set(by_sensor) == set(ids)
+    for key in keys:
+        segments = key.split("/")
+        assert len(key.encode()) <= 1024
+        assert len(segments) == 7 and segments[5].startswith("sensor_id=")
+        assert all(s not in ("", ".", "..") for s in segments)
+        assert key.isascii() and key.isprintable()
+    assert by_sensor["a/b"] != by_sensor["a%2Fb"]

@@ -2,10 +2,15 @@
 drives it: ``bind`` an acknowledger, ``handle`` received messages, ``on_tick`` with an
 injected clock. Checkpoint, ledger and error outputs live in :class:`MemoryObjectStore`;
 the notifications FIFO queue is a fake that keeps every ``SendMessage`` (it does *not*
-de-duplicate, so a burst sent twice shows)."""
+de-duplicate, so a burst sent twice shows) and refuses what SQS refuses (the rules
+test_live_send.py checks against LocalStack): a character outside SQS's set in the body
+or an attribute value, a group or de-duplication id that is not 1-128 characters of
+ASCII letters, digits and punctuation, a message over 256 KiB."""
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -32,6 +37,19 @@ RULE = {"min_anomalies": 3, "window_seconds": 60, "cooldown_seconds": 120}
 GRACE_S = 10.0
 VISIBILITY_S = 5  # the restart quiet time is this + 5 s
 START_CLOCK = 1_000.0
+# Locations the spec allows or raw scenarios carry: every one must be sendable.
+ODD_LOCATIONS = [
+    "Plant\x00North",
+    "Line\nTwo",
+    "a/b",
+    "..",
+    ".",
+    "\u202eRTL\u202c",
+    "😀" * 128,
+    "x" * 1000,
+    "tab\there",
+    "ends with U+FFFE\ufffe",
+]
 
 
 def config(shards: int = 1, **windowing: Any) -> PipelineConfig:
@@ -62,12 +80,46 @@ class Sent:
         return dict(orjson.loads(self.body))
 
 
+# What SQS takes in a body and in attribute values, and in FIFO ids.
+SQS_TEXT = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+FIFO_ID = re.compile(
+    "[" + re.escape(string.ascii_letters + string.digits + string.punctuation) + "]{1,128}"
+)
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def _refused(code: str, message: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, "SendMessage")
+
+
+def sqs_problem(kwargs: dict[str, Any]) -> ClientError | None:
+    """What SQS says to a SendMessage with these arguments (None: accepted)."""
+    body, attributes = kwargs["MessageBody"], kwargs.get("MessageAttributes", {})
+    if not SQS_TEXT.fullmatch(body):
+        return _refused("InvalidMessageContents", "Invalid characters found in the body")
+    for name in ("MessageGroupId", "MessageDeduplicationId"):
+        if not FIFO_ID.fullmatch(kwargs[name]):
+            return _refused("InvalidParameterValue", f"{name} {kwargs[name]!r} is invalid")
+    size = len(body.encode())
+    for name, value in attributes.items():
+        text = value["StringValue"]
+        if not text or not SQS_TEXT.fullmatch(text):
+            return _refused("InvalidParameterValue", f"attribute {name}: invalid characters")
+        size += len(name.encode()) + len(value["DataType"].encode()) + len(text.encode())
+    if size > MAX_MESSAGE_BYTES:
+        return _refused("InvalidParameterValue", f"message of {size} bytes is too long")
+    return None
+
+
 class FakeFifo:
     """What the sender needs of SQS: the queue URL and SendMessage."""
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []
         self.fail_next = 0  # that many sends fail with a ClientError
+        self.refused: list[dict[str, Any]] = []  # sends refused for their content
+        # Locations whose notifications are refused as SQS refuses bad content.
+        self.refuse_locations: set[str] = set()
 
     def get_queue_url(self, *, QueueName: str) -> dict[str, str]:
         return {"QueueUrl": f"https://sqs.test/000000000000/{QueueName}"}
@@ -79,6 +131,14 @@ class FakeFifo:
                 {"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}, "SendMessage"
             )
         assert kwargs["QueueUrl"].endswith(".fifo"), kwargs["QueueUrl"]
+        problem = sqs_problem(kwargs)
+        if problem is None and orjson.loads(kwargs["MessageBody"])["location"] in (
+            self.refuse_locations
+        ):
+            problem = _refused("InvalidParameterValue", "refused for the test")
+        if problem is not None:
+            self.refused.append(kwargs)
+            raise problem
         self.sent.append(
             Sent(
                 kwargs["MessageBody"],

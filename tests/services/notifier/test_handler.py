@@ -20,7 +20,14 @@ from sensorpipe.records import stable_shard
 from sensorpipe.runtime import HOLD, Message, Reject
 from sensorpipe.stateful import checkpoint_key
 from tests.moto_stack import message_of
-from tests.services.notifier.harness import GRACE_S, RULE, World, counter, messages
+from tests.services.notifier.harness import (
+    GRACE_S,
+    ODD_LOCATIONS,
+    RULE,
+    World,
+    counter,
+    messages,
+)
 from tests.services.notifier.reference import expected_bursts
 from tests.services.notifier.stream import (
     LOCATIONS,
@@ -510,3 +517,93 @@ def test_a_small_in_flight_limit_still_waits_for_missing_batches() -> None:
     assert counter("sensorpipe_sequencer_batches_skipped_total", service="notifier") == skipped
     assert world.error_lines("late-anomalies") == {}
     assert world.bursts() == {"Chicago": [keys(*burst)]}
+
+
+def test_a_nul_location_and_a_normal_one_in_one_envelope_are_both_sent() -> None:
+    """Issue 11: a burst at a location with a NUL (SQS refused the raw NUL in the
+    ``location`` attribute) and a normal location's burst, in one envelope: neither was
+    sent and both were acknowledged. Both are sent now, the odd one's attribute
+    percent-encoded."""
+    odd, normal = "Plant\x00North", "Chicago"
+    records = [anomaly(10 * i, f"S{i}", odd) for i in range(3)]
+    records += [anomaly(10 * i + 1, f"T{i}", normal) for i in range(3)]
+    world = World()
+    shard = world.shard()
+    shard.feed(messages([batch(0, records, newest_s=100)]))
+    shard.finish()
+    assert world.fifo.refused == []
+    assert set(world.bursts()) == {odd, normal}
+    (sent,) = [s for s in world.fifo.sent if s.note["location"] == odd]
+    assert sent.attributes["location"] == "Plant%00North"
+    assert sent.attributes["percent-encoded"] == "location"
+    assert not shard.unsettled()
+
+
+@pytest.mark.parametrize("location", ODD_LOCATIONS)
+def test_a_burst_at_any_location_is_sent_and_recorded_in_the_ledger(location: str) -> None:
+    world = World()
+    shard = world.shard()
+    shard.feed(messages([batch(0, [anomaly(i, f"S{i}", location) for i in range(3)], newest_s=90)]))
+    shard.finish()
+    assert world.fifo.refused == []
+    (sent,) = world.fifo.sent
+    assert sent.note["location"] == location  # the body keeps it exactly
+    (key,) = world.ledger()
+    segments = key.split("/")
+    assert len(segments) == 3 and segments[1] not in ("", ".", "..")
+    assert len(key.encode()) <= 1024 and key.isascii() and key.isprintable()
+    assert orjson.loads(world.ledger()[key].body)["location"] == location
+    assert world.checkpoint()["state"] is not None and not shard.unsettled()
+
+
+def test_a_burst_sqs_refuses_is_kept_in_the_error_bucket_and_the_others_are_sent() -> None:
+    refused, normal = "Refused Town", "Chicago"
+    records = [anomaly(10 * i, f"S{i}", refused) for i in range(3)]
+    records += [anomaly(10 * i + 1, f"T{i}", normal) for i in range(3)]
+    world = World()
+    world.fifo.refuse_locations = {refused}
+    before = counter("sensorpipe_notifier_notifications_total", outcome="unsendable")
+    shard = world.shard()
+    shard.feed(messages([batch(0, records, newest_s=100)]))
+    shard.finish()
+    assert set(world.bursts()) == {normal}
+    (key,) = [k for k in world.errors.objects if k.startswith("unsendable-notifications/")]
+    entry = orjson.loads(world.errors.objects[key].body)
+    assert key == f"unsendable-notifications/{PARTITION}/{entry['notification']['burst_id']}.json"
+    assert entry["location"] == refused
+    assert entry["reason"].startswith("InvalidParameterValue: ")
+    assert entry["notification"]["reading_keys"] == list(keys(*records[:3]))
+    assert counter("sensorpipe_notifier_notifications_total", outcome="unsendable") == before + 1
+    assert len(world.ledger()) == 1  # only what was sent is in the ledger
+    assert not shard.unsettled()  # acknowledged: nothing stuck, nothing lost
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "0000-01-01T00:00:00+00:00",
+        "0001-01-01T00:00:00+05:00",  # before year 1 in UTC
+        "9999-12-31T23:00:00-05:00",  # after 9999 in UTC
+        "10000-01-01T00:00:00",
+    ],
+)
+def test_a_timestamp_beyond_the_years_1_to_9999_is_unusable_and_the_batch_goes_on(
+    stamp: str,
+) -> None:
+    """Issue 11: the notifier raised OverflowError on such a reading, and its batch with
+    it. It is set aside; its neighbours' burst is sent."""
+    odd = anomaly(5, "S9")
+    odd["sensor_data"]["timestamp"] = stamp
+    records = [anomaly(0, "S0"), odd, anomaly(10, "S1"), anomaly(20, "S2")]
+    world = World()
+    shard = world.shard()
+    shard.feed(messages([batch(0, records, newest_s=100)]))
+    shard.finish()
+    assert world.bursts() == {"Chicago": [keys(records[0], *records[2:])]}
+    [(key, entries)] = world.error_lines("unusable-anomalies").items()
+    # No readable time among the entries: filed under the batch's creation time.
+    assert key.startswith("unusable-anomalies/year=")
+    assert key.endswith(f"/{STREAM}-b000000000-n0.jsonl.gz")
+    assert [e["record"] for e in entries] == [odd]
+    assert "not ISO-8601" in entries[0]["reason"]
+    assert not shard.unsettled()

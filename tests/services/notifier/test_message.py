@@ -16,6 +16,7 @@ from services.notifier.message import (
     encode_body,
     fit_message,
     group_id,
+    location_slug,
 )
 from tests.services.notifier.stream import START, reading
 
@@ -83,3 +84,26 @@ def test_a_long_location_gets_a_bounded_stable_group_id() -> None:
     assert len(group_id(long)) <= 128
     assert group_id(long) == group_id(long) != group_id("Ä" * 199)
     assert group_id("Texas Wind Farm") == "Texas%20Wind%20Farm"
+
+
+def test_group_ids_and_slugs_are_valid_bounded_and_distinct_for_any_location() -> None:
+    import string
+
+    allowed = set(string.ascii_letters + string.digits + string.punctuation)
+    locations = ["a/b", "a%2Fb", "..", ".", "%2E%2E", "\x00", "a\nb", "😀" * 128, "x" * 1000]
+    locations += ["x" * 999 + "y", "a+b", "\u202eabc"]
+    slugs = [location_slug(loc) for loc in locations]
+    assert len(set(slugs)) == len(locations)
+    for slug, group in zip(slugs, map(group_id, locations), strict=True):
+        assert 0 < len(group) <= 128 and set(group) <= allowed
+        assert 0 < len(slug) <= 200 and "/" not in slug and slug not in (".", "..")
+        assert slug.isascii() and slug.isprintable()
+
+
+def test_the_body_escapes_what_sqs_refuses_and_reads_back_the_same() -> None:
+    found = burst(location="odd\ufffe\uffff\x00")
+    body = build_body(found, RULES, "r")
+    encoded = encode_body(body)
+    text = encoded.decode()
+    assert "\ufffe" not in text and "\uffff" not in text and "\x00" not in text
+    assert orjson.loads(encoded) == body
