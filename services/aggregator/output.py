@@ -15,28 +15,24 @@ shard (or per message without a position), one line per record with its reason:
 the allowed lateness, ``unusable/<partition>/<batch>.jsonl.gz`` for records that cannot
 be windowed at all.
 
-The sensor id is one key segment, ``sensor_id=<id percent-encoded>``: an id with ``/``,
-``=``, ``..``, a newline or any other character gives one safe segment, and two ids never
-give the same one (``%`` itself is encoded). An id whose encoding passes
-:data:`_MAX_SEGMENT` bytes keeps a prefix of it plus ``+`` and a digest of the whole id
-(``+`` is always encoded otherwise, so a shortened segment never equals a plain one):
-keys stay within S3's 1,024 bytes.
+The sensor id is one key segment, ``sensor_id=<sensorpipe.objects.key_segment(id)>``:
+an id with ``/``, ``=``, ``..``, a newline or any other character gives one safe segment,
+two ids never give the same one, and an id whose encoding passes :data:`_MAX_SEGMENT`
+characters is shortened with a digest of the whole id: keys stay within S3's 1,024 bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import orjson
 
 from sensorpipe.errors import SensorPipeError
-from sensorpipe.objects import event_time_partition, hive_partition, jsonl
+from sensorpipe.objects import event_time_partition, hive_partition, jsonl, key_segment
 from sensorpipe.records import event_time_us, instant_text
 from sensorpipe.store import ObjectStore, Put
 from services.aggregator.statistics import from_summary, summary
@@ -66,15 +62,8 @@ def _start_parts(start_us: int) -> tuple[str, str]:
 
 
 def sensor_segment(sensor_id: str) -> str:
-    """A sensor id as one safe, collision-free key segment (percent-encoded, bounded).
-
-    Kept here until ``sensorpipe.objects.key_segment`` (the validator slice's) lands;
-    then this is ``key_segment(sensor_id)`` if that one keeps these properties."""
-    encoded = quote(sensor_id, safe="-_.", errors="surrogatepass")
-    if len(encoded) <= _MAX_SEGMENT:
-        return encoded
-    digest = hashlib.blake2b(sensor_id.encode("utf-8", "surrogatepass"), digest_size=16)
-    return f"{encoded[: _MAX_SEGMENT - 33]}+{digest.hexdigest()}"
+    """A sensor id as one safe, collision-free, bounded key segment."""
+    return key_segment(sensor_id, limit=_MAX_SEGMENT)
 
 
 def window_key(prefix: str, window: WindowId) -> str:

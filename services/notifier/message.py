@@ -14,11 +14,10 @@ Whatever characters a location (or any text of a record) holds, what is sent is 
   sent percent-encoded, its name listed in the ``percent-encoded`` attribute
   (:func:`sqs_attributes`). A raw NUL in the ``location`` attribute was what SQS refused.
 - ``MessageGroupId``: 128 characters at most, alphanumeric and punctuation only: the
-  location percent-encoded, shortened with a digest of the whole location
-  (:func:`group_id`).
-- The ledger key segment (:func:`location_slug`): percent-encoded, never ``.`` or ``..``,
-  at most :data:`_MAX_SLUG` characters (a prefix plus ``+`` and a digest; ``+`` is
-  otherwise always encoded, so a shortened slug never equals a plain one).
+  location as ``sensorpipe.objects.key_segment`` makes it (percent-encoded, shortened
+  with a digest of the whole location) (:func:`group_id`).
+- The ledger key segment (:func:`location_slug`): the same function, never ``.`` or
+  ``..``, at most :data:`_MAX_SLUG` characters.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from urllib.parse import quote
 
 import orjson
 
+from sensorpipe.objects import key_segment
 from services.notifier.bursts import Burst
 from services.notifier.config import BurstRules
 
@@ -54,22 +54,12 @@ def burst_id(location: str, start_reading_key: str) -> str:
 def location_slug(location: str) -> str:
     """A location as one safe, bounded path segment (percent-encoded; distinct locations
     give distinct slugs)."""
-    return _bounded(location, _MAX_SLUG)
+    return key_segment(location, limit=_MAX_SLUG)
 
 
 def group_id(location: str) -> str:
     """FIFO MessageGroupId: notifications of one location stay in order."""
-    return _bounded(location, _MAX_GROUP_ID)
-
-
-def _bounded(text: str, limit: int) -> str:
-    encoded = quote(text, safe="-_.", errors="surrogatepass")
-    if encoded.strip(".") == "":  # "." and ".." are path steps, not names
-        encoded = encoded.replace(".", "%2E")
-    if len(encoded) <= limit:
-        return encoded
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
-    return f"{encoded[: limit - 33]}+{digest.hexdigest()}"
+    return key_segment(location, limit=_MAX_GROUP_ID)
 
 
 def sqs_attributes(values: dict[str, str]) -> dict[str, dict[str, str]]:

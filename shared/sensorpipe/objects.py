@@ -75,8 +75,9 @@ def json_safe(value: Any) -> Any:
 
 # Characters a key segment keeps as they are; anything else is percent-encoded (UTF-8).
 _SEGMENT_SAFE = "-_."
-SEGMENT_LIMIT = 128  # characters of the encoded value kept before the digest
+SEGMENT_LIMIT = 145  # characters of a segment at the most (an S3 key allows 1,024 bytes)
 _DIGEST_MARK = "~"  # percent-encoded in every value, so it only ever starts the digest
+_DIGEST_CHARS = 1 + 16  # the mark and 16 hex
 
 
 def _digest(data: bytes) -> str:
@@ -84,20 +85,23 @@ def _digest(data: bytes) -> str:
 
 
 def key_segment(value: str, *, limit: int = SEGMENT_LIMIT) -> str:
-    """``value`` as one safe, collision-free S3 key segment.
+    """``value`` as one safe, collision-free key segment of at most ``limit`` characters.
 
     Letters, digits and ``- _ .`` stay; every other character is percent-encoded as its
-    UTF-8 bytes (reversible: ``urllib.parse.unquote``). A value that had to be changed
-    (or is empty, only dots, or longer than ``limit``) also gets ``~`` and a 16-hex
-    digest of the value: a value kept as it is never holds ``~``, and different values
-    never share a digest in practice, so a truncated long value stays distinct too.
+    UTF-8 bytes (reversible, ``urllib.parse.unquote``, hence distinct for distinct
+    values). A value whose encoding is longer than ``limit`` keeps a prefix plus ``~``
+    and a 16-hex digest of the whole value; so do the empty value and values of only
+    dots (``.`` and ``..`` are path steps, not names). ``~`` is encoded in every value,
+    so it only ever starts a digest. One function for every key made from a value: batch
+    ids (validator, router), sensor ids (aggregator), locations (notifier ledger and
+    FIFO group ids).
     """
     raw = value.encode("utf-8", "surrogatepass")
     encoded = quote(raw, safe=_SEGMENT_SAFE).replace("~", "%7E")
-    if value and encoded == value and len(value) <= limit and value.strip("."):
-        return value
+    if value.strip(".") and len(encoded) <= limit:
+        return encoded
     shown = encoded.replace(".", "%2E") if not value.strip(".") else encoded
-    return f"{shown[:limit]}{_DIGEST_MARK}{_digest(raw)}"
+    return f"{shown[: max(limit - _DIGEST_CHARS, 0)]}{_DIGEST_MARK}{_digest(raw)}"
 
 
 def content_digest(rows: Iterable[Any]) -> str:

@@ -499,7 +499,14 @@ def _check_bursts(run: Outcome, end: Bursts) -> None:
     if notified(*end.odd):
         return
     aside = [e for e in run.set_aside if any(t in json.dumps(e) for t in end.odd_tags)]
-    assert aside, "the NUL location's burst was neither notified nor set aside"
+    if not aside:  # the validator may refuse the location itself (control_character)
+        rejected = [t for t in end.odd_tags if t in run.rejected]
+        assert rejected == list(end.odd_tags), (
+            "the NUL location's burst was neither notified nor set aside"
+        )
+        for tag in rejected:
+            _assert_rejected(run, tag, (("location", "control_character"),))
+        return
     assert all(e.get("reason") for e in aside), "set aside without a reason"
 
 

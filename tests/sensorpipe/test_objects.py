@@ -115,9 +115,18 @@ def test_ordinary_ids_stay_as_they_are(value: str, segment: str) -> None:
 
 def test_the_issue_s_colliding_ids_get_distinct_segments() -> None:
     assert key_segment("coll#1") != key_segment("coll_1")
-    assert key_segment("coll#1").startswith("coll%231~")
-    assert key_segment("a/../b").startswith("a%2F..%2Fb~")
-    assert len(key_segment("x" * 1000)) == 128 + 1 + 16
+    assert key_segment("coll#1") == "coll%231"
+    assert key_segment("a/../b") == "a%2F..%2Fb"
+    assert key_segment("..").startswith("%2E%2E~") and key_segment("").startswith("~")
+    long = key_segment("x" * 1000)
+    assert len(long) == 145 and long.startswith("x" * 128 + "~")
+    assert len(key_segment("x" * 1000, limit=128)) == 128
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400), st.integers(min_value=20, max_value=300))
+def test_a_segment_never_passes_its_limit(value: str, limit: int) -> None:
+    assert len(key_segment(value, limit=limit)) <= limit
 
 
 def test_content_digest_follows_the_rows_only() -> None:
