@@ -52,6 +52,7 @@ from tests.e2e.order import (
     _keys,
     depth,
     expectation,
+    metric,
     outcome,
     settled,
     stateful_queues,
@@ -72,6 +73,7 @@ BATCH = 2000  # rows per upload batch (the default): 100 s of event time
 FEED_S = 120.0  # the live database grows to its 100,000 rows over this long
 CHAOS_MIN_S = 150.0  # a round of kills (one per service) at the least
 KILL_EVERY_S = (10.0, 20.0)
+DRAIN_S = 180.0  # after the chaos: idle flush, replays, the last windows and bursts
 STAGES = ("uploader", *SERVICES, "aggregator", "notifier")
 NOTIFICATION = {"min_anomalies": 3, "window_seconds": 60.0, "cooldown_seconds": 120.0}
 OVERRIDES: dict[str, Any] = {
@@ -158,9 +160,10 @@ def dead_letters(pipeline: Pipeline) -> dict[str, list[DeadLetter]]:
 
 def drain_and_replay(
     pipeline: Pipeline, supervisor: Supervisor, timeout_s: float
-) -> list[DeadLetter]:
+) -> tuple[list[DeadLetter], str | None]:
     """Let everything settle; whenever only dead letters are left to wait for, replay
-    them with ``sensorpipe-replay dlq``. Returns every dead letter seen, as found."""
+    them with ``sensorpipe-replay dlq``. Returns every dead letter seen (as found), and
+    what was stuck if the pipeline did not settle in time."""
     seen: list[DeadLetter] = []
     deadline = time.monotonic() + timeout_s
 
@@ -170,19 +173,41 @@ def drain_and_replay(
         )
 
     while not done():
-        assert time.monotonic() < deadline, (
-            f"not settled after {timeout_s} s: "
-            f"stateless {depth(pipeline, stateless_queues(pipeline))}, "
-            f"stateful {depth(pipeline, stateful_queues(pipeline).values())}, "
-            f"dead letters {describe(seen)[:5]}"
-        )
+        if time.monotonic() > deadline:
+            return seen, (
+                f"not settled {timeout_s:.0f} s after the chaos ended: "
+                f"stateless queues {depth(pipeline, stateless_queues(pipeline))}, "
+                f"stateful queues {depth(pipeline, stateful_queues(pipeline).values())}, "
+                f"dead letters {describe(seen)[:5]}; stateful processes: "
+                f"{stateful_figures(supervisor)}"
+            )
         if depth(pipeline, stateless_queues(pipeline)) == 0:
             for source, letters in dead_letters(pipeline).items():
                 seen.extend(letters)  # as found, before the replay strips the reason
                 code = replay(["dlq", "--config", str(pipeline.config_path), "--queue", source])
                 assert code == 0, f"sensorpipe-replay dlq --queue {source} exited {code}"
         time.sleep(2)
-    return seen
+    return seen, None
+
+
+def stateful_figures(supervisor: Supervisor) -> dict[str, dict[str, float]]:
+    """Where each stateful process stands, from its own metrics."""
+    names = (
+        "sensorpipe_messages_in_flight",
+        "sensorpipe_sequencer_held_parts",
+        "sensorpipe_aggregator_open_windows",
+        "sensorpipe_notifier_pending_anomalies",
+        "sensorpipe_checkpoint_duration_seconds_count",
+    )
+    out = {}
+    for service in ("aggregator", "notifier"):
+        for process in supervisor.processes(service):
+            key = f"{process.name} (pid {process.process.pid if process.process else '?'})"
+            try:
+                out[key] = {n.removeprefix("sensorpipe_"): metric(process, n) for n in names}
+            except OSError:  # exited meanwhile
+                out[key] = {"unreachable": 1.0}
+    return out
 
 
 def ids_in(pipeline: Pipeline, kind: str, prefix: str, *path: str) -> Counter[int]:
@@ -259,7 +284,9 @@ def test_kill_9_of_every_process_and_a_failing_network_lose_nothing(
         network.calm()
         probe.stop()
         chaos_s = time.monotonic() - chaos_started
-        letters = drain_and_replay(pipeline, supervisor, 300)
+        letters, stuck = drain_and_replay(pipeline, supervisor, DRAIN_S)
+        if stuck:
+            problems.append(stuck)
         codes = supervisor.stop_all()
     finally:
         feeder.stop()
