@@ -7,7 +7,15 @@ Modes:
   ``tick_s`` each open connection is reset with probability ``reset_probability``, often
   mid-request or mid-response (a write may have happened on the server while its client
   saw an error);
-- ``down``: every open connection is reset and new ones are reset on arrival (an outage).
+- ``down``: every open connection is reset and new ones are reset on arrival (an outage);
+- ``slow``: a congested network: every chunk is delayed ``slow_latency_s``, no resets.
+
+With ``cut_probability`` above 0 (off by default), ``flaky`` also cuts connections in the
+middle of a message: a chunk is forwarded only halfway, then both sides are reset: a
+request the server got half of (``cuts_request``), a response the client got half of
+(``cuts_response``: headers without their body, or a body that stops). Other resets also
+count as ``resets_mid_request`` when the last bytes were the client's (it is
+waiting for the answer to a request the server may have carried out).
 
 Clients pool connections (botocore keeps them alive), so faults are applied to open
 connections over time, not only when one is made.
@@ -35,6 +43,14 @@ class FaultProxy:
     seed: int = 7
     mode: str = "healthy"
     resets: int = 0  # connections broken on purpose
+    slow_latency_s: float = 0.3
+    cut_probability: float = 0.0
+    cuts_request: int = 0
+    cuts_response: int = 0
+    resets_mid_request: int = 0
+    _last: dict[tuple[socket.socket, socket.socket], socket.socket] = field(
+        default_factory=dict, repr=False
+    )  # pair -> the side that sent its last bytes
     _pairs: set[tuple[socket.socket, socket.socket]] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -53,7 +69,7 @@ class FaultProxy:
         return f"http://127.0.0.1:{self._server.getsockname()[1]}"
 
     def set_mode(self, mode: str) -> None:
-        assert mode in ("healthy", "flaky", "down"), mode
+        assert mode in ("healthy", "flaky", "down", "slow"), mode
         self.mode = mode
         if mode == "down":
             with self._lock:
@@ -99,12 +115,35 @@ class FaultProxy:
             while chunk := source.recv(65536):
                 if self.mode == "flaky":
                     time.sleep(self.latency_s)
+                    if self.cut_probability and self._random.random() < self.cut_probability:
+                        self._cut(source, target, pair, chunk)
+                        return
+                elif self.mode == "slow":
+                    time.sleep(self.slow_latency_s)
                 target.sendall(chunk)
+                self._last[pair] = source
         for sock in pair:
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         with self._lock:
             self._pairs.discard(pair)
+            self._last.pop(pair, None)
+
+    def _cut(
+        self,
+        source: socket.socket,
+        target: socket.socket,
+        pair: tuple[socket.socket, socket.socket],
+        chunk: bytes,
+    ) -> None:
+        """Forward half of a chunk, then reset both sides: a message cut in the middle."""
+        target.sendall(chunk[: max(1, len(chunk) // 2)])
+        if source is pair[0]:
+            self.cuts_request += 1
+        else:
+            self.cuts_response += 1
+        self._last.pop(pair, None)  # counted as a cut, not as a reset awaiting an answer
+        self._reset(pair)
 
     def _chaos(self) -> None:
         while not self._closed.wait(self.tick_s):
@@ -117,10 +156,18 @@ class FaultProxy:
 
     def _reset(self, pair: tuple[socket.socket, socket.socket]) -> None:
         self.resets += 1
+        if self._last.get(pair) is pair[0] and pair[0] is not pair[1]:
+            self.resets_mid_request += 1
         for sock in pair:
             with suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            # Wakes the pump blocked in recv() on it: the kernel closes a socket (here
+            # with RST) only once no call holds it, so without this the peer would
+            # only notice at its next byte or its read timeout.
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
             with suppress(OSError):
                 sock.close()
         with self._lock:
             self._pairs.discard(pair)
+            self._last.pop(pair, None)
