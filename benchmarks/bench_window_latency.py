@@ -86,13 +86,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
 
 from edge.simulator.simulation import Simulation, SimulationOptions
 from edge.uploader.batches import build_envelope
+from edge.uploader.rows import decode_row
 from edge.uploader.source import SensorSource
 from sensorpipe.aws import queue_url, s3_client, sqs_client
 from sensorpipe.config import PipelineConfig, load_pipeline_config
@@ -304,6 +305,14 @@ def drain(sqs: SQSClient, url: str) -> int:
     return deleted
 
 
+def plain_row(raw: dict[str, object]) -> dict[str, Any]:
+    """A simulated row as the uploader sends it (the simulator writes valid UTF-8)."""
+    row, problem = decode_row(raw)
+    if row is None:
+        raise SystemExit(f"the simulated marker row {raw.get('id')} cannot be sent: {problem}")
+    return row
+
+
 def measure_floor(
     config: PipelineConfig, workdir: Path, scenario: str, config_version: int, count: int
 ) -> list[float]:
@@ -323,7 +332,7 @@ def measure_floor(
         )
     ).run()
     source = SensorSource(db, TABLE)
-    rows = source.rows_after(0, count * MARKER_ROWS)
+    rows = [plain_row(raw) for raw in source.rows_after(0, count * MARKER_ROWS)]
     source.close()
     sqs = sqs_client()
     ingest = config.queues.ingest

@@ -59,8 +59,24 @@ def sqs_client(region: str | None = None) -> SQSClient:
 
 def s3_client(region: str | None = None) -> S3Client:
     client = boto3.session.Session().client("s3", region_name=_region(region), config=_BASE)
+    # botocore's own handler adds the header on this event; ours runs after it.
+    client.meta.events.register("before-call.s3", _no_expect_continue)
     _record_calls(client)
     return client
+
+
+def _no_expect_continue(params: dict[str, Any], **_kwargs: Any) -> None:
+    """Send uploads without ``Expect: 100-continue``.
+
+    botocore (1.40-1.44 at least) loops forever reading headers when a connection is
+    closed cleanly right after the server's ``100 Continue``: neither its read timeout
+    nor its retries end it, and the thread spins (a stateful shard then never commits
+    again while its heartbeat keeps its messages leased; found by tests/e2e/test_chaos.py,
+    upstream boto/botocore#3755). Without the header the same fault is an ordinary
+    ``ConnectionClosedError``, retried like any other. The header is not signed, and
+    sending small objects' bodies at once costs nothing.
+    """
+    params.get("headers", {}).pop("Expect", None)
 
 
 def queue_url(sqs: SQSClient, name: str) -> str:

@@ -5,6 +5,7 @@ hook at all when the variable is unset (moto in place of AWS)."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -146,3 +147,61 @@ def test_sqs_resource_is_the_queue_name_of_the_url() -> None:
         "bucket": "b",
         "key": "k",
     }
+
+
+class _ContinueThenClose:
+    """An HTTP server that answers every request's headers with the status line of a
+    ``100 Continue`` and then closes the connection cleanly (a response cut after its
+    first line, as a failing network does): the fault that made botocore spin forever."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
+                self.requests.append(head)
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n")
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_an_upload_whose_connection_closes_after_100_continue_fails_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = _ContinueThenClose()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    outcome: list[BaseException | None] = []
+
+    def upload() -> None:
+        try:
+            s3_client().put_object(Bucket="b", Key="k", Body=b"x" * 4096)
+            outcome.append(None)
+        except Exception as exc:  # what botocore raises is the point
+            outcome.append(exc)
+
+    worker = threading.Thread(target=upload, daemon=True)
+    worker.start()
+    worker.join(timeout=60)  # six attempts with back-off take a few seconds
+    server.close()
+    assert not worker.is_alive(), "put_object hung after '100 Continue' and a closed connection"
+    assert outcome and isinstance(outcome[0], Exception), outcome
+    assert server.requests, "the client never reached the server"
+    assert all(b"expect:" not in r.lower() for r in server.requests), server.requests[0]
