@@ -325,6 +325,11 @@ class RuntimeSettings(_Strict):
     # long at a time (renewed while held; capped at the queue's visibility timeout): a
     # crashed shard's unacknowledged messages come back within it, not a whole timeout.
     lease_seconds: int = Field(default=10, ge=2, le=43200)
+    # A handler call (a batch, or a tick) still running after this long is *stalled*:
+    # /healthz answers 503 (an orchestrator restarts the process) and the heartbeat
+    # stops renewing, so its messages come back to the queue for another consumer
+    # instead of staying leased by a process that will never settle them.
+    stall_timeout_seconds: float = Field(default=300, gt=0, le=43200)
 
     def lease(self, queues: QueueSettings) -> int:
         return min(self.lease_seconds, queues.visibility_timeout_seconds)

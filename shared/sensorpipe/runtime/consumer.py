@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +139,10 @@ class Consumer:
             visibility_s=self.visibility_s,
             fraction=settings.heartbeat_fraction,
             service=service,
+            stalled=self.stalled,
         )
+        self._stall_s = settings.stall_timeout_seconds
+        self._busy_since: float | None = None  # when the handler call in progress began
         self._last_receive = time.monotonic()
         self._stopped = False
         self._poll_s = max(
@@ -161,19 +166,32 @@ class Consumer:
                 try:
                     batch = self._inbox.get(timeout=self.handler.tick_interval_s)
                 except queue.Empty:
-                    self._tick()
+                    self._busy(self._tick)
                     continue
-                self._process(batch)
-                self._tick()
+                self._busy(functools.partial(self._process, batch))
+                self._busy(self._tick)
         finally:
             self._shutdown()
 
     def stop(self) -> None:
         self.stop_event.set()
 
+    def stalled(self) -> bool:
+        """Whether the handler call in progress has run past ``stall_timeout_seconds``."""
+        since = self._busy_since
+        return since is not None and time.monotonic() - since > self._stall_s
+
     def health(self) -> dict[str, Any]:
+        since = self._busy_since
+        if self.stop_event.is_set():
+            status = "stopping"
+        elif self.stalled() and since is not None:
+            status = "stalled"
+        else:
+            status = "ok"
         return {
-            "status": "stopping" if self.stop_event.is_set() else "ok",
+            "status": status,
+            "busy_seconds": 0.0 if since is None else round(time.monotonic() - since, 1),
             "service": self.service,
             "queue": self.queue_name,
             "in_flight": len(self.in_flight),
@@ -349,6 +367,13 @@ class Consumer:
                 self._dead_letter(message, outcome.reason, outcome="handler_error")
             elif isinstance(outcome, Reject):
                 self._dead_letter(message, outcome.reason, outcome="rejected")
+
+    def _busy(self, work: Callable[[], None]) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            work()
+        finally:
+            self._busy_since = None
 
     def _tick(self) -> None:
         try:

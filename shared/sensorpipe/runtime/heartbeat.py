@@ -2,13 +2,15 @@
 
 A background thread extends the visibility of every message whose remaining time drops
 below (1 - fraction) of the queue's visibility timeout, ten per
-ChangeMessageVisibilityBatch call.
+ChangeMessageVisibilityBatch call, unless the consumer says it is stalled (a handler
+call that never returns must not keep its messages leased forever).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,6 +36,7 @@ class Heartbeat:
         visibility_s: int,
         fraction: float,
         service: str,
+        stalled: Callable[[], bool] = lambda: False,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -42,6 +45,7 @@ class Heartbeat:
         self._threshold_s = visibility_s * (1 - fraction)
         self._interval_s = max(0.2, min(1.0, visibility_s / 5))
         self._service = service
+        self._stalled = stalled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -54,6 +58,8 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
+            if self._stalled():
+                continue
             due = self._in_flight.due(self._threshold_s)
             for start in range(0, len(due), 10):
                 self._extend(due[start : start + 10])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ from botocore.exceptions import ClientError
 from tenacity import RetryError, retry_if_exception_type, stop_after_attempt
 from tenacity import retry as retrying
 
-from sensorpipe.runtime import ACK, HOLD, Consumer, Message, Reject, Retry
+from sensorpipe.runtime import ACK, HOLD, Consumer, Message, Outcome, Reject, Retry
 from sensorpipe.runtime.consumer import IDLE_POLL_CAP_S, MAX_ATTRIBUTE_CHARS, attribute_value
 from tests.sensorpipe.runtime.conftest import (
     WORK_DLQ,
@@ -460,3 +461,45 @@ def test_a_handler_s_lease_is_the_visibility_of_what_it_receives_and_holds(
     assert {e["VisibilityTimeout"] for call in renewals for e in call["Entries"]} == {2}
     assert queue_counts(moto_sqs, work_queue) == (0, 1)  # still invisible: renewed
     runner.stop()
+
+
+class _BlockingHandler(ScriptedHandler):
+    """Holds the main thread inside ``handle`` until released (a handler that hangs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lease_s = 2  # the heartbeat renews within about a second
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def handle(self, messages: list[Message]) -> list[Outcome]:
+        self.inside.set()
+        self.release.wait(timeout=30)
+        return [ACK for _ in messages]
+
+
+@pytest.mark.parametrize(("stall_s", "stalled"), [(0.5, True), (60.0, False)])
+def test_a_handler_call_that_never_returns_is_stalled_and_its_leases_lapse(
+    moto_sqs: SQSClient,
+    work_queue: str,
+    run_loop: RunLoop,
+    monkeypatch: pytest.MonkeyPatch,
+    stall_s: float,
+    stalled: bool,
+) -> None:
+    renewals = _spy(monkeypatch, moto_sqs, "change_message_visibility_batch")
+    send_batches(moto_sqs, work_queue, ["hang"])
+    handler = _BlockingHandler()
+    consumer = _consumer(moto_sqs, handler, stall_timeout_seconds=stall_s)
+    runner = run_loop(consumer)
+    assert handler.inside.wait(timeout=10)
+    time.sleep(3.0)  # the lease (2 s) would have been renewed at least once by now
+    health = consumer.health()
+    handler.release.set()
+    runner.stop()
+    if stalled:
+        assert health["status"] == "stalled" and health["busy_seconds"] >= 3.0, health
+        assert renewals == []  # its message comes back to the queue for someone else
+    else:
+        assert health["status"] == "ok", health
+        assert renewals, "a busy handler within its bound keeps its messages leased"
