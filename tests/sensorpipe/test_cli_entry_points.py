@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pipes import run_reader_gone
+
 ENTRY_POINTS = {
     "pipeline-controller": ["sensorpipe.controller"],
     "sensorpipe-replay": ["sensorpipe.replay"],
@@ -44,20 +46,7 @@ def run(module: str, *args: str, reader_gone: bool = False) -> subprocess.Comple
         return subprocess.run(
             command, env=_env(), capture_output=True, text=True, timeout=120, check=False
         )
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader left before the first byte
-    try:
-        return subprocess.run(
-            command,
-            env=_env(),
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    return run_reader_gone(command, _env())
 
 
 def assert_quiet_broken_pipe(done: subprocess.CompletedProcess[str]) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.pipes import run_reader_gone
+
 UNUSABLE = {
     "SENSORPIPE_PIPELINE_CONFIG": "/nonexistent/pipeline-config-v2.yaml",
     "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
@@ -147,19 +149,6 @@ def test_a_negative_shard_exits_2_with_one_line(service: Service) -> None:
 
 @BY_NAME
 def test_a_closed_pipe_ends_quietly(service: Service) -> None:
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before the first byte (``| head`` that quit)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", f"services.{service.name}", "--help"],
-            env=_env({}),
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    done = run_reader_gone([sys.executable, "-m", f"services.{service.name}", "--help"], _env({}))
     assert done.returncode == 128 + signal.SIGPIPE
     assert done.stderr == ""
