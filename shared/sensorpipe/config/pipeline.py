@@ -122,6 +122,12 @@ class QueueSettings(_Strict):
 
     prefix: str = "sensorpipe"
     visibility_timeout_seconds: int = Field(default=60, ge=5, le=43200)
+    # The consumer gives a message up (to the DLQ, with the reason) when a retry would
+    # follow its receive number this many. The queue's own RedrivePolicy is set higher
+    # (redrive_receive_count): receives lost in transit (a ReceiveMessage response cut
+    # by the network, a process killed holding the message) count too, and SQS's
+    # redrive moves a message without any reason; it is only the backstop for a message
+    # that kills every consumer that takes it.
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     retention_seconds: int = Field(default=345600, ge=60, le=1209600)
     dlq_retention_seconds: int = Field(default=1209600, ge=60, le=1209600)
@@ -172,6 +178,11 @@ class QueueSettings(_Strict):
             *self.aggregate_shard_names(),
             *self.notify_shard_names(),
         ]
+
+    @property
+    def redrive_receive_count(self) -> int:
+        """The RedrivePolicy's maxReceiveCount: well past the consumer's own give-up."""
+        return min(max(3 * self.max_receive_count, self.max_receive_count + 10), 1000)
 
     @staticmethod
     def dlq_name(queue: str) -> str:

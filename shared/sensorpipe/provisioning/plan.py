@@ -193,8 +193,8 @@ def queue_steps(config: PipelineConfig, sqs: SQSClient) -> list[Step]:
             Step(
                 f"sqs: queue {name} {json.dumps(attrs, sort_keys=True)} "
                 f"RedrivePolicy {{deadLetterTargetArn: arn of {dlq}, "
-                f"maxReceiveCount: {q.max_receive_count}}}",
-                partial(_ensure_with_redrive, sqs, name, attrs, dlq, q.max_receive_count),
+                f"maxReceiveCount: {q.redrive_receive_count}}}",
+                partial(_ensure_with_redrive, sqs, name, attrs, dlq, q.redrive_receive_count),
             ),
         ]
     return steps

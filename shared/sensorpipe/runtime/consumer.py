@@ -5,9 +5,11 @@
 - The main thread runs the handler and settles each message by its outcome: deletes
   in batches, retries by visibility back-off, rejects straight to the DLQ with the
   reason, or holds it for a later ack (the stateful stages do, until a checkpoint
-  includes it). A retry of a message received ``maxReceiveCount`` times (the queue's
-  RedrivePolicy, read at start-up) moves it to the DLQ itself, with "gave up after N
-  receives: <last reason>", instead of leaving it to SQS's redrive, which gives none.
+  includes it). A retry of a message received ``max_receives`` times (the pipeline's
+  ``queues.max_receive_count``; else the queue's RedrivePolicy, read at start-up) moves
+  it to the DLQ itself, with "gave up after N receives: <last reason>", instead of
+  leaving it to SQS's redrive, which gives none. Provisioning sets the RedrivePolicy well
+  above it: receives lost in transit count too.
 - A handler exception is a bug, not a retry: a transient AWS error (botocore's, or
   tenacity's RetryError around one) retries the batch with back-off; anything else
   re-runs the handler on each message alone, so the one that raises alone goes to the
@@ -102,6 +104,24 @@ _BACK_OFF = wait_exponential(multiplier=0.2, max=5) + wait_random(0, 0.2)
 
 
 class Consumer:
+    """The receive-handle-settle loop over one queue.
+
+    Parameters:
+        sqs: the SQS client (``sensorpipe.aws.sqs_client``).
+        queue_name: the queue to consume; its visibility timeout and RedrivePolicy are
+            read at start-up.
+        handler: the service's :class:`~sensorpipe.runtime.handler.BatchHandler` (its
+            contract: one outcome per message; ``bind`` gives it this consumer as the
+            :class:`~sensorpipe.runtime.handler.Acknowledger` of held messages).
+        settings: the pipeline's ``runtime`` section (polls, in-flight bound,
+            heartbeat, retry back-off, shutdown and stall bounds).
+        service: the label of every metric and log line.
+        dlq_name: where rejected and given-up messages go, at once, with their reason;
+            None leaves them to the queue's RedrivePolicy.
+        max_receives: the receive at which a retry becomes a dead letter with its
+            reason (``queues.max_receive_count``); None: the RedrivePolicy's count.
+    """
+
     def __init__(
         self,
         sqs: SQSClient,
@@ -111,6 +131,7 @@ class Consumer:
         *,
         service: str,
         dlq_name: str | None = None,
+        max_receives: int | None = None,
     ) -> None:
         self.sqs = sqs
         self.queue_name = queue_name
@@ -122,8 +143,10 @@ class Consumer:
         attrs = sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
         )["Attributes"]
-        # None: no RedrivePolicy, a retried message is retried for as long as it lives.
-        self.max_receives = _max_receive_count(attrs.get("RedrivePolicy"))
+        # The receive at which a retry becomes a dead letter with its reason: the
+        # pipeline's queues.max_receive_count, below the RedrivePolicy's backstop (else
+        # the policy's count; None: no policy, retried for as long as it lives).
+        self.max_receives = max_receives or _max_receive_count(attrs.get("RedrivePolicy"))
         # A handler that holds messages may lease them shorter than the queue does: a
         # crashed process's messages then come back within the lease, not the queue's
         # visibility timeout (the heartbeat renews the lease while they are held).

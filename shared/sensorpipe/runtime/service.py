@@ -177,6 +177,7 @@ def run_service(
             config.runtime,
             service=name,
             dlq_name=QueueSettings.dlq_name(queue),
+            max_receives=config.queues.max_receive_count,
         )
     except ConfigError as exc:
         print(f"sensorpipe-{name}: configuration error: {exc}", file=sys.stderr)

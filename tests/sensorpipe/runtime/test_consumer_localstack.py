@@ -121,6 +121,7 @@ def test_poison_reaches_the_dlq_after_max_receives_and_nothing_else_is_lost(
         pipeline.config.runtime,
         service=service_name(),
         dlq_name=dlq,
+        max_receives=pipeline.config.queues.max_receive_count,
     )
     runner = LoopRunner(consumer)
     try:
@@ -185,6 +186,7 @@ def test_a_handler_exception_sends_its_culprit_alone_to_the_dlq_at_once(
         pipeline.config.runtime,
         service=service_name(),
         dlq_name=dlq,
+        max_receives=pipeline.config.queues.max_receive_count,
     )
     runner = LoopRunner(consumer)
     try:
@@ -240,6 +242,7 @@ def test_slow_handler_keeps_its_message_invisible(localstack: str, tmp_path: Pat
         pipeline.config.runtime,
         service=service_name(),
         dlq_name=QueueSettings.dlq_name(queue),
+        max_receives=pipeline.config.queues.max_receive_count,
     )
     runner = LoopRunner(consumer)
     try:
