@@ -89,15 +89,6 @@ import orjson
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
-from benchmarks.live_pipeline import (
-    Inbox,
-    Note,
-    Started,
-    delete_pipeline,
-    depth,
-    metric_total,
-    spawn,
-)
 from edge.simulator.simulation import Simulation, SimulationOptions
 from edge.uploader import CheckpointStore, SensorSource, Uploader, UploadOptions
 from sensorpipe.aws import queue_url, s3_client, sqs_client
@@ -127,6 +118,19 @@ from services.router.destinations import (
     RoutedBatch,
 )
 from services.validator.batch import BatchValidator, error_objects
+
+if not __package__:  # run as a script (python benchmarks/<name>.py): import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.live_pipeline import (
+    Inbox,
+    Note,
+    Started,
+    delete_pipeline,
+    depth,
+    metric_total,
+    spawn,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -58,8 +58,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from benchmarks.live_pipeline import Inbox
-from benchmarks.live_pipeline import delete_pipeline as remove_pipeline
 from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.config import PipelineConfig, load_pipeline_config
 from sensorpipe.config.loading import PIPELINE_CONFIG_FILE, default_file
@@ -68,6 +66,12 @@ from sensorpipe.devstack.processes import ServiceProcess
 from sensorpipe.envelope import Envelope, Position, utc_now_iso
 from sensorpipe.records import reading_key_at
 from sensorpipe.runtime import EnvelopeProducer
+
+if not __package__:  # run as a script (python benchmarks/<name>.py): import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.live_pipeline import Inbox
+from benchmarks.live_pipeline import delete_pipeline as remove_pipeline
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -89,7 +89,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import yaml
 
-from benchmarks.live_pipeline import Started, depth, metric_samples, metric_total, spawn
 from edge.simulator.simulation import Simulation, SimulationOptions
 from edge.uploader.batches import build_envelope
 from edge.uploader.rows import decode_row
@@ -106,6 +105,11 @@ from sensorpipe.objects import hive_partition, read_jsonl
 from sensorpipe.provisioning import provision
 from sensorpipe.runtime import EnvelopeProducer
 from services.aggregator.config import AggregatorSettings
+
+if not __package__:  # run as a script (python benchmarks/<name>.py): import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.live_pipeline import Started, depth, metric_samples, metric_total, spawn
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

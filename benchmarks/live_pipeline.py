@@ -153,7 +153,7 @@ def depth(sqs: SQSClient, url: str) -> int:
     return sum(int(v) for v in attrs.values())
 
 
-def delete_pipeline(prefix: str, rounds: int = 20) -> None:
+def delete_pipeline(prefix: str, rounds: int = 200) -> None:
     """Remove a pipeline's queues and buckets (every object version) from LocalStack.
     Versions are deleted 1,000 a call, listing again until none is left: LocalStack does
     not paginate some listings past 1,000 keys."""
