@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_e2e.py [--rows 50000] [--sensors 50] [--locations 5]
         [--event-rate 50] [--live-rate 5000] [--live-seconds 60] [--live-sensors 100]
-        [--live-locations 20] [--repeat 3] [--json PATH] [--keep] [--smoke]
+        [--live-locations 16] [--repeat 3] [--json PATH] [--keep] [--smoke]
 
 One pipeline of its own (a fresh prefix in LocalStack: $AWS_ENDPOINT_URL, else one
 started or reused on 127.0.0.1:$LOCALSTACK_PORT or 4566), scenario ``notification``
@@ -824,7 +824,13 @@ def live_feed(args: argparse.Namespace, pipeline: Pipeline, started: Started, in
         logs,
     )  # fmt: skip
     started.commands["simulator"] = simulator
-    wait_for("the simulator's first row", lambda: newest_event_s(db) is not None, args.wait)
+
+    def writing() -> bool:
+        if simulator.process.poll() not in (None, 0):
+            raise RuntimeError(f"the simulator exited:\n{simulator.tail()}")
+        return newest_event_s(db) is not None
+
+    wait_for("the simulator's first row", writing, args.wait)
     uploader = spawn(
         "uploader",
         ["edge.uploader", "--db", str(db), "--batch-size", str(config.uploader.batch_size),
@@ -901,7 +907,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-rate", type=float, default=5000.0, help="live readings/s")
     parser.add_argument("--live-seconds", type=float, default=60.0)
     parser.add_argument("--live-sensors", type=int, default=100)
-    parser.add_argument("--live-locations", type=int, default=20)
+    parser.add_argument(
+        "--live-locations", type=int, default=16, help="at most 16 (the simulator's cities)"
+    )
     parser.add_argument("--grace", type=float, default=10.0, help="windowing.grace_seconds")
     parser.add_argument("--idle-flush", type=float, default=5.0, help="windowing.idle_flush")
     parser.add_argument("--cooldown", type=float, default=20.0, help="notification cool-down")
