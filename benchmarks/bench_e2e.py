@@ -8,10 +8,11 @@ One pipeline of its own (a fresh prefix in LocalStack: $AWS_ENDPOINT_URL, else o
 started or reused on 127.0.0.1:$LOCALSTACK_PORT or 4566), scenario ``notification``
 (lineage, validation, archival bucket, aggregator, notifier), every stage a real
 ``python -m services.<name>`` process with one shard each. The config is the packaged
-default except: the uploader polls every 0.5 s; visibility timeout 20 s (no source
-counts as idle sooner than that + 5 s after a start); ``--idle-flush`` (5 s) so the
-last windows of a finite feed close within seconds, not 30; notification cool-down
-``--cooldown`` (20 s) so a location can burst more than once a run. All are printed.
+default except: the uploader polls every 0.5 s; ``--grace`` (10 s, the default);
+``--idle-flush`` (5 s) so the last windows of a finite feed close within seconds, not 30
+(no source counts as idle within the lease + 5 s, 15 s, of a stateful stage's start);
+notification cool-down ``--cooldown`` (20 s) so a location can burst more than once a
+run. All are printed.
 
 1. **Throughput.** The simulator writes ``--rows`` rows (``--sensors`` at
    ``--locations``, ``--event-rate`` readings per event-time second, 1 % invalid,
@@ -20,8 +21,9 @@ last windows of a finite feed close within seconds, not 30; notification cool-do
    fast as it can; its envelopes are kept for the baselines. Figures: first send to
    *drained* (every pipeline queue empty, visible and in flight: the stateful stages
    hold messages until a checkpoint includes them), and first send to *the last
-   window and notification written* (the aggregator has no open window, the notifier
-   nothing pending; the tail waits for the idle flush, so this includes it). CPU per
+   window and notification written* (the aggregator has no open window and the
+   notifier's watermark reached the source's progress: see ``settled``; the tail waits
+   for the idle flush, so this includes it). CPU per
    process is utime + stime from ``/proc/<pid>/stat`` before the first send and once
    drained, divided by the rows; LocalStack's too (its pid from
    ``sensorpipe.devstack.localstack``'s pid file, else the process listening on the
@@ -52,12 +54,13 @@ last windows of a finite feed close within seconds, not 30; notification cool-do
    ``decode`` of the same envelopes, CPU time, best of ``--repeat``.
 
 Prints tables and writes JSON (``--json``, default ``bench_e2e.json`` in the run's work
-directory, which is kept) with the commit, the machine and every figure. Checks (exit 1
-if one fails): every stage counted the rows sent (enricher and validator all of them,
-router and aggregator the valid ones, notifier the anomalous ones), the fused baseline
-made the pipeline's windows and notifications, every notification sent was received,
-and the dead-letter queues are empty. Nothing is asserted on time. Every process
-started here is stopped by its pid at the end, also on errors, Ctrl-C or SIGTERM.
+directory, which is then kept; with ``--json`` it is removed after a good run) with the
+commit, the machine and every figure. Checks (exit 1 if one fails): every stage counted
+the rows sent (enricher and validator all of them, router and aggregator the valid ones,
+notifier the anomalous ones, decided or pending), the fused baseline made the pipeline's
+windows and notifications, every notification sent was received, and the dead-letter
+queues are empty. Nothing is asserted on time. Every process started here is stopped by
+its pid at the end, also on errors, Ctrl-C or SIGTERM.
 ``--smoke``: a few thousand rows and a short live feed, for the test suite.
 """
 
@@ -69,6 +72,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -284,7 +288,6 @@ def set_up(workdir: Path, args: argparse.Namespace) -> Pipeline:
     prefix = f"be2e{uuid.uuid4().hex[:8]}"
     base["buckets"]["prefix"] = prefix
     base["queues"]["prefix"] = prefix
-    base["queues"]["visibility_timeout_seconds"] = args.visibility
     base["pipeline"]["controller_db"] = str(workdir / "pipeline_config.db")
     base["uploader"].update(
         poll_interval_seconds=0.5, state_dir=str(workdir / "state"), source_name="bench-e2e"
@@ -913,7 +916,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=10.0, help="windowing.grace_seconds")
     parser.add_argument("--idle-flush", type=float, default=5.0, help="windowing.idle_flush")
     parser.add_argument("--cooldown", type=float, default=20.0, help="notification cool-down")
-    parser.add_argument("--visibility", type=int, default=20, help="visibility timeout, s")
     parser.add_argument("--repeat", type=int, default=3, help="best of, for (a) and (c)")
     parser.add_argument(
         "--wait", type=float, default=600.0, help="longest wait for a phase's step, s"
@@ -924,14 +926,14 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke",
         action="store_true",
         help="3,000 rows (unless --rows), a 10 s live feed at 300/s, grace 2 s, idle flush "
-        "3 s, visibility 10 s, best of 1",
+        "3 s, best of 1",
     )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rows = args.rows or 3000
         args.live_rate, args.live_seconds, args.repeat = 300.0, 10.0, 1
         args.live_sensors, args.live_locations = 30, 10
-        args.grace, args.idle_flush, args.visibility = 2.0, 3.0, 10
+        args.grace, args.idle_flush = 2.0, 3.0
         args.wait = min(args.wait, 40.0)  # within the test's timeout: no orphans
     args.rows = args.rows or 50_000
 
@@ -966,10 +968,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"deleting pipeline {prefix}: {exc}", flush=True)
         if host is not None:
             host.stop()
-        if not args.keep:
-            for path in workdir.glob("*/*.db*"):
-                path.unlink(missing_ok=True)
-        print(f"work directory: {workdir}", flush=True)
+        if ok and args.json is not None and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)  # the figures are elsewhere
+        else:
+            if not args.keep:
+                for path in workdir.glob("*/*.db*"):
+                    path.unlink(missing_ok=True)
+            print(f"work directory: {workdir}", flush=True)
     return 0 if ok else 1
 
 
@@ -988,7 +993,7 @@ def run(args: argparse.Namespace, workdir: Path, started: Started, made: list[st
         f"({args.sensors} sensors, {args.locations} locations, {args.event_rate:g} readings "
         f"per event-time s); live feed {args.live_rate:g} readings/s for "
         f"{args.live_seconds:g} s; grace {args.grace:g} s, idle flush {args.idle_flush:g} s, "
-        f"cool-down {args.cooldown:g} s, visibility {args.visibility} s; endpoint {endpoint} "
+        f"cool-down {args.cooldown:g} s; endpoint {endpoint} "
         f"(LocalStack pid {localstack}); commit {figures['commit'][:12]}; {os.cpu_count()} "
         f"cpus, load {os.getloadavg()[0]:.1f}",
         flush=True,
