@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages localstack demo demo-dashboard demo-stop dashboard test test-unit lint bench clean
+.PHONY: setup system-packages localstack demo demo-dashboard demo-stop dashboard test test-unit lint bench bench-e2e clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ lint: setup
 
 bench: setup localstack
 	$(PY) -m benchmarks
+	$(PY) benchmarks/bench_e2e.py
+
+# End to end through `notification`: throughput, CPU and RSS per stage, latency at a live
+# 5,000 readings/s, bytes per bucket, next to its three baselines (docs/BENCHMARKS.md).
+bench-e2e: setup localstack
+	$(PY) benchmarks/bench_e2e.py
 
 clean:
 	rm -rf $(VENV) .localstack .demo .pytest_cache .mypy_cache .ruff_cache

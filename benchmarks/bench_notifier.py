@@ -56,7 +56,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import yaml
 
 from sensorpipe.aws import s3_client, sqs_client
@@ -67,6 +66,12 @@ from sensorpipe.devstack.processes import ServiceProcess
 from sensorpipe.envelope import Envelope, Position, utc_now_iso
 from sensorpipe.records import reading_key_at
 from sensorpipe.runtime import EnvelopeProducer
+
+if not __package__:  # run as a script (python benchmarks/<name>.py): import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.live_pipeline import Inbox
+from benchmarks.live_pipeline import delete_pipeline as remove_pipeline
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -166,17 +171,7 @@ def provision(config: PipelineConfig) -> None:
 
 def delete_pipeline(pipeline: Pipeline) -> None:
     """Remove the pipeline's queues and buckets (every object version) from LocalStack."""
-    sqs, s3 = sqs_client(), s3_client()
-    for url in sqs.list_queues(QueueNamePrefix=f"{pipeline.prefix}-").get("QueueUrls", []):
-        sqs.delete_queue(QueueUrl=url)
-    for bucket in s3.list_buckets().get("Buckets", []):
-        name = bucket["Name"]
-        if not name.startswith(f"{pipeline.prefix}-"):
-            continue
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                s3.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])
-        s3.delete_bucket(Bucket=name)
+    remove_pipeline(pipeline.prefix)
 
 
 # -- the source --------------------------------------------------------------------------
@@ -320,56 +315,6 @@ class Source(threading.Thread):
 
 
 # -- the receiving end -------------------------------------------------------------------
-
-
-@dataclass
-class Note:
-    location: str
-    reading_keys: list[str]
-    arrived: float  # wall clock
-    accepted: float  # SQS SentTimestamp
-
-
-class Inbox(threading.Thread):
-    """Long-polls the notifications FIFO queue and deletes what it received."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(name="inbox", daemon=True)
-        self.url = url
-        self.notes: list[Note] = []
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # surfaced by the caller
-            self.error = exc
-
-    def _run(self) -> None:
-        sqs = sqs_client()
-        while not self.stop.is_set():
-            got = sqs.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=1,
-                AttributeNames=["SentTimestamp"],
-            ).get("Messages", [])
-            arrived = time.time()
-            if not got:
-                continue
-            for message in got:
-                body = orjson.loads(message["Body"])
-                accepted = int(message["Attributes"]["SentTimestamp"]) / 1000
-                self.notes.append(
-                    Note(str(body["location"]), list(body["reading_keys"]), arrived, accepted)
-                )
-            sqs.delete_message_batch(
-                QueueUrl=self.url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
-                ],
-            )
 
 
 def metric(process: ServiceProcess, name: str, **labels: str) -> float:

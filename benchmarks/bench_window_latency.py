@@ -67,7 +67,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -80,9 +79,8 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -107,6 +105,11 @@ from sensorpipe.objects import hive_partition, read_jsonl
 from sensorpipe.provisioning import provision
 from sensorpipe.runtime import EnvelopeProducer
 from services.aggregator.config import AggregatorSettings
+
+if not __package__:  # run as a script (python benchmarks/<name>.py): import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.live_pipeline import Started, depth, metric_samples, metric_total, spawn
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -149,108 +152,6 @@ def to_epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def metric_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
-    """Prometheus text format: (name, labels, value) of every sample line."""
-    out = []
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and not line.startswith("#"):
-            labels = dict(_LABEL.findall(match.group(2) or ""))
-            out.append((match.group(1), labels, float(match.group(3))))
-    return out
-
-
-def metric_total(text: str, name: str, **labels: str) -> float:
-    return sum(
-        value
-        for sample, have, value in metric_samples(text)
-        if sample == name and all(have.get(k) == v for k, v in labels.items())
-    )
-
-
-# -- processes -----------------------------------------------------------------------------
-
-
-@dataclass
-class Command:
-    """A tool started here (simulator, uploader), stopped by its pid."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self, timeout_s: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return int(self.process.returncode)
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Command:
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    return Command(name, process, log)
-
-
-@dataclass
-class Started:
-    """Everything this run started, to stop in reverse order whatever happens."""
-
-    services: dict[str, ServiceProcess] = field(default_factory=dict)
-    commands: dict[str, Command] = field(default_factory=dict)
-    watcher: Watcher | None = None
-
-    def start_services(self, services: list[ServiceProcess]) -> None:
-        # Registered before starting: a start that times out kills its own process, and
-        # one that raises still leaves the others to be stopped.
-        for service in services:
-            self.services[service.name] = service
-        with ThreadPoolExecutor(len(services)) as pool:
-            for done in [pool.submit(s.start) for s in services]:
-                done.result()
-
-    def stop_all(self) -> list[str]:
-        problems = []
-        if self.watcher is not None:
-            self.watcher.stop.set()
-            self.watcher.join(timeout=10)
-        for name, command in reversed(list(self.commands.items())):
-            try:
-                command.stop()
-            except (OSError, subprocess.SubprocessError) as exc:
-                problems.append(f"{name}: {exc}")
-        running = [(n, s) for n, s in reversed(self.services.items()) if s.process is not None]
-        for _, service in running:  # all at once: each takes up to its shutdown timeout
-            assert service.process is not None
-            if service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
-        for name, service in running:
-            try:
-                service.terminate()  # waits for the exit (by pid), kills after 45 s
-            except Exception as exc:  # stop the others whatever happened
-                problems.append(f"{name}: {exc}")
-                service.kill()
-        return problems
-
-
 # -- the pipeline --------------------------------------------------------------------------
 
 
@@ -273,14 +174,6 @@ def write_config(workdir: Path, args: argparse.Namespace) -> Path:
     path = workdir / "pipeline-config-v2.yaml"
     path.write_text(yaml.safe_dump(base, sort_keys=False))
     return path
-
-
-def depth(sqs: SQSClient, url: str) -> int:
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(v) for v in attrs.values())
 
 
 def drain(sqs: SQSClient, url: str) -> int:
