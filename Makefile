@@ -50,7 +50,6 @@ lint: setup
 
 bench: setup localstack
 	$(PY) -m benchmarks
-	$(PY) benchmarks/bench_e2e.py
 
 # End to end through `notification`: throughput, CPU and RSS per stage, latency at a live
 # 5,000 readings/s, bytes per bucket, next to its three baselines (docs/BENCHMARKS.md).

@@ -17,6 +17,7 @@ BENCHMARKS = (
     "bench_uploader",
     "bench_notifier",
     "bench_window_latency",  # a live feed in real time: about 3.5 minutes
+    "bench_e2e",  # the whole pipeline, its baselines and a live latency phase
 )
 
 
