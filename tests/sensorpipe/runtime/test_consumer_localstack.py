@@ -104,6 +104,20 @@ class CountingHandler(BatchHandler):
         return outcomes
 
 
+def _consumer(pipeline: Pipeline, queue: str, handler: BatchHandler) -> Consumer:
+    """The consumer a service would run over ``queue``: the pipeline's runtime settings,
+    its DLQ and its give-up count."""
+    return Consumer(
+        sqs_client(),
+        queue,
+        handler,
+        pipeline.config.runtime,
+        service=service_name(),
+        dlq_name=QueueSettings.dlq_name(queue),
+        max_receives=pipeline.config.queues.max_receive_count,
+    )
+
+
 def test_poison_reaches_the_dlq_after_max_receives_and_nothing_else_is_lost(
     localstack: str, tmp_path: Path
 ) -> None:
@@ -114,15 +128,7 @@ def test_poison_reaches_the_dlq_after_max_receives_and_nothing_else_is_lost(
     _send(pipeline, [*good[:12], "poison", *good[12:]])
 
     handler = CountingHandler("poison")
-    consumer = Consumer(
-        sqs_client(),
-        queue,
-        handler,
-        pipeline.config.runtime,
-        service=service_name(),
-        dlq_name=dlq,
-        max_receives=pipeline.config.queues.max_receive_count,
-    )
+    consumer = _consumer(pipeline, queue, handler)
     runner = LoopRunner(consumer)
     try:
         runner.wait_for(lambda: _depth(dlq) == 1, timeout_s=40)
@@ -179,15 +185,7 @@ def test_a_handler_exception_sends_its_culprit_alone_to_the_dlq_at_once(
     good = [f"fine-{i}" for i in range(9)]
     _send(pipeline, [*good[:4], "poison", *good[4:]])
     handler = RaisesOnPoison()
-    consumer = Consumer(
-        sqs_client(),
-        queue,
-        handler,
-        pipeline.config.runtime,
-        service=service_name(),
-        dlq_name=dlq,
-        max_receives=pipeline.config.queues.max_receive_count,
-    )
+    consumer = _consumer(pipeline, queue, handler)
     runner = LoopRunner(consumer)
     try:
         runner.wait_for(lambda: _depth(dlq) == 1, timeout_s=30)
@@ -235,15 +233,7 @@ def test_slow_handler_keeps_its_message_invisible(localstack: str, tmp_path: Pat
     queue_url = pipeline.queue_url(queue)
     _send(pipeline, ["slow"])
     handler = SlowHandler(seconds=11.0)  # more than twice the 5 s visibility timeout
-    consumer = Consumer(
-        sqs_client(),
-        queue,
-        handler,
-        pipeline.config.runtime,
-        service=service_name(),
-        dlq_name=QueueSettings.dlq_name(queue),
-        max_receives=pipeline.config.queues.max_receive_count,
-    )
+    consumer = _consumer(pipeline, queue, handler)
     runner = LoopRunner(consumer)
     try:
         assert handler.started.wait(15), "the consumer never received the message"
