@@ -71,7 +71,6 @@ import io
 import math
 import os
 import platform
-import shlex
 import shutil
 import signal
 import socket
@@ -86,7 +85,6 @@ from contextlib import closing, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -100,7 +98,7 @@ from sensorpipe.config import PipelineConfig, load_pipeline_config, load_validat
 from sensorpipe.config.loading import PIPELINE_CONFIG_FILE, default_file
 from sensorpipe.config.pipeline import BucketKind, QueueSettings
 from sensorpipe.controller import PipelineController
-from sensorpipe.devstack.localstack import LocalStackHost, aws_environment
+from sensorpipe.devstack.localstack import LocalStackHost
 from sensorpipe.devstack.processes import ServiceProcess
 from sensorpipe.envelope import Encoded, Envelope, decode, encode_to_fit
 from sensorpipe.lineage import enrich_envelope, process_lineage
@@ -130,6 +128,7 @@ from benchmarks.live_pipeline import (
     Inbox,
     Note,
     Started,
+    begin_run,
     delete_pipeline,
     depth,
     metric_total,
@@ -937,17 +936,7 @@ def main(argv: list[str] | None = None) -> int:
         args.wait = min(args.wait, 40.0)  # within the test's timeout: no orphans
     args.rows = args.rows or 50_000
 
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)  # unwinds through the finally that stops everything
-
-    signal.signal(signal.SIGTERM, _terminate)
-    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]), flush=True)
-    host: LocalStackHost | None = None
-    if "AWS_ENDPOINT_URL" not in os.environ:
-        local = LocalStackHost(port=int(os.environ.get("LOCALSTACK_PORT", "4566")))
-        if local.start():  # False: one answered already, reused and not ours to stop
-            host = local
-        os.environ.update(aws_environment(local.endpoint))
+    host = begin_run()  # the LocalStack started here (stopped at the end), or None
     # The config says what it sets; nothing inherited may change it.
     for key in [k for k in os.environ if k.startswith(("SENSORPIPE_NOTIFIER_", "SENSORPIPE__"))]:
         del os.environ[key]

@@ -67,7 +67,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shlex
 import shutil
 import signal
 import sqlite3
@@ -83,7 +82,6 @@ from contextlib import closing, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -98,7 +96,6 @@ from sensorpipe.config import PipelineConfig, load_pipeline_config
 from sensorpipe.config.loading import PIPELINE_CONFIG_FILE, default_file
 from sensorpipe.config.pipeline import BucketKind, QueueSettings
 from sensorpipe.controller import PipelineController
-from sensorpipe.devstack.localstack import LocalStackHost, aws_environment
 from sensorpipe.devstack.processes import ServiceProcess
 from sensorpipe.envelope import Position, decode
 from sensorpipe.objects import hive_partition, read_jsonl
@@ -109,7 +106,14 @@ from services.aggregator.config import AggregatorSettings
 if not __package__:  # run as a script (python benchmarks/<name>.py): import from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.live_pipeline import Started, depth, metric_samples, metric_total, spawn
+from benchmarks.live_pipeline import (
+    Started,
+    begin_run,
+    depth,
+    metric_samples,
+    metric_total,
+    spawn,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -474,18 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SENSORPIPE__WINDOWING__GRACE_SECONDS"] = "2"
         os.environ["SENSORPIPE__WINDOWING__IDLE_FLUSH_SECONDS"] = "3"
 
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)  # unwinds through the finally that stops everything
-
-    signal.signal(signal.SIGTERM, _terminate)
-    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]), flush=True)
-
-    host: LocalStackHost | None = None
-    if "AWS_ENDPOINT_URL" not in os.environ:
-        local = LocalStackHost(port=int(os.environ.get("LOCALSTACK_PORT", "4566")))
-        if local.start():  # False: one answered already, reused and not ours to stop
-            host = local
-        os.environ.update(aws_environment(local.endpoint))
+    host = begin_run()  # the LocalStack started here (stopped at the end), or None
     workdir = Path(tempfile.mkdtemp(prefix="bench-window-latency-"))
     started = Started()
     ok = False

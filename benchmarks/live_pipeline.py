@@ -9,7 +9,9 @@ receive notifications with :class:`Inbox`.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,11 +20,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from sensorpipe.aws import s3_client, sqs_client
+from sensorpipe.devstack.localstack import LocalStackHost, aws_environment
 from sensorpipe.devstack.processes import ServiceProcess
 
 if TYPE_CHECKING:
@@ -34,6 +38,26 @@ if TYPE_CHECKING:
 
 _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def begin_run() -> LocalStackHost | None:
+    """How every live benchmark starts: a SIGTERM unwinds through the caller's
+    ``finally`` (which stops everything it started), the command line is printed, and
+    unless ``AWS_ENDPOINT_URL`` is set the AWS variables point at LocalStack on this
+    host: started here (returned, the caller stops it) or one already answering (None:
+    reused, not ours to stop)."""
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminate)
+    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]), flush=True)
+    if "AWS_ENDPOINT_URL" in os.environ:
+        return None
+    local = LocalStackHost(port=int(os.environ.get("LOCALSTACK_PORT", "4566")))
+    started = local.start()
+    os.environ.update(aws_environment(local.endpoint))
+    return local if started else None
 
 
 def metric_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
