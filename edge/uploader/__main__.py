@@ -116,6 +116,7 @@ def _build(args: argparse.Namespace, config: PipelineConfig) -> Uploader:
             queue_name=ingest,
             max_body_bytes=max_bytes,
             compress=config.runtime.compress,
+            columnar=config.runtime.columnar,
             service="uploader",
         )
     options = UploadOptions(
@@ -124,6 +125,7 @@ def _build(args: argparse.Namespace, config: PipelineConfig) -> Uploader:
         max_batch_bytes=max_bytes,
         poll_interval_s=config.uploader.poll_interval_seconds,
         compress=config.runtime.compress,
+        columnar=config.runtime.columnar,
         dry_run=args.dry_run,
     )
     return Uploader(

@@ -68,6 +68,7 @@ class UploadOptions:
     max_batch_bytes: int = 240 * 1024
     poll_interval_s: float = 2.0
     compress: bool = True
+    columnar: bool = False
     dry_run: bool = False
 
 
@@ -266,7 +267,9 @@ class Uploader:
             generation=self.state.generation,
             position=Position(position.stream, position.seq, "1" * _SPLIT_DEPTH),
         )
-        encoded = encoded_size(encode(alone, compress=self.options.compress))
+        encoded = encoded_size(
+            encode(alone, compress=self.options.compress, columnar=self.options.columnar)
+        )
         if encoded <= limit:
             return None
         return (
@@ -315,7 +318,10 @@ class Uploader:
         )
         if self.options.dry_run:
             encoded = encode_to_fit(
-                envelope, max_bytes=self.options.max_batch_bytes, compress=self.options.compress
+                envelope,
+                max_bytes=self.options.max_batch_bytes,
+                compress=self.options.compress,
+                columnar=self.options.columnar,
             )
         else:
             assert self.sender is not None

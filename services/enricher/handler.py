@@ -116,6 +116,7 @@ class EnricherHandler(BatchHandler):
                 enriched,
                 max_bytes=self._producer.max_body_bytes,
                 compress=self._producer.compress,
+                columnar=self._producer.columnar,
             )
         except EnvelopeError as exc:
             return Reject(f"cannot forward enriched batch: {exc}")

@@ -155,6 +155,7 @@ class ValidatorHandler(BatchHandler):
                     result.forward,
                     max_bytes=self._producer.max_body_bytes,
                     compress=self._producer.compress,
+                    columnar=self._producer.columnar,
                 )
             except EnvelopeError as exc:
                 return Reject(f"cannot forward validated batch: {exc}")

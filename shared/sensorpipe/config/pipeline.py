@@ -332,6 +332,9 @@ class RuntimeSettings(_Strict):
     # Below Docker's default 10 s stop grace; long polls are capped one second under it.
     shutdown_timeout_seconds: float = Field(default=9, gt=0, le=3600)
     compress: bool = True
+    # How envelopes carry their records: "arrow" (columns, sensorpipe.columns) or "json"
+    # (one object per record, gzip when `compress`). Every stage reads both.
+    body_format: Literal["arrow", "json"] = "json"
     # The stateful stages hold messages until a checkpoint includes them, leased this
     # long at a time (renewed while held; capped at the queue's visibility timeout): a
     # crashed shard's unacknowledged messages come back within it, not a whole timeout.
@@ -341,6 +344,10 @@ class RuntimeSettings(_Strict):
     # stops renewing, so its messages come back to the queue for another consumer
     # instead of staying leased by a process that will never settle them.
     stall_timeout_seconds: float = Field(default=300, gt=0, le=43200)
+
+    @property
+    def columnar(self) -> bool:
+        return self.body_format == "arrow"
 
     def lease(self, queues: QueueSettings) -> int:
         return min(self.lease_seconds, queues.visibility_timeout_seconds)

@@ -221,6 +221,7 @@ class ArchiveReplayer:
                 queue,
                 max_body_bytes=config.queues.max_body_bytes,
                 compress=config.runtime.compress,
+                columnar=config.runtime.columnar,
                 service=SERVICE,
             )
         self.queue = queue

@@ -24,6 +24,7 @@ def queue_producer(context: ServiceContext, queue: str, *, service: str) -> Enve
         queue,
         max_body_bytes=config.queues.max_body_bytes,
         compress=config.runtime.compress,
+        columnar=config.runtime.columnar,
         service=service,
     )
 

@@ -45,6 +45,7 @@ class EnvelopeProducer:
     queue_name: str
     max_body_bytes: int = 256 * 1024
     compress: bool = True
+    columnar: bool = False  # Arrow bodies (sensorpipe.envelope.encode)
     service: str = "unknown"
     fifo: bool = False
 
@@ -52,7 +53,12 @@ class EnvelopeProducer:
         """Encode, split and send every envelope; returns what was sent."""
         encoded = list(
             itertools.chain.from_iterable(
-                encode_to_fit(e, max_bytes=self.max_body_bytes, compress=self.compress)
+                encode_to_fit(
+                    e,
+                    max_bytes=self.max_body_bytes,
+                    compress=self.compress,
+                    columnar=self.columnar,
+                )
                 for e in envelopes
             )
         )

@@ -1,0 +1,226 @@
+"""Records as columns: a batch's records as one Arrow table, and back, losing nothing.
+
+The columnar body of an envelope (``docs/ARCHITECTURE.md``, "Records and envelopes")
+carries its records as an Arrow table, so a stage can check, filter and split a batch
+by columns instead of walking a dict per record. Records are JSON objects whose values
+may be anything (an edge database is dynamically typed, a replayed record may be
+hand-written), so the table follows rules that keep every record exactly as it was:
+
+- one column per key of the records, in the order keys are first seen;
+- a column whose every present value is an object becomes a *struct* column, its
+  children following these same rules;
+- a column whose present values are all of one JSON scalar type is *typed*: boolean,
+  int64 (integers within 64 bits), float64 or string; all null is a null column;
+- anything else (an integer and a float in one column, a list, an integer beyond 64
+  bits) is *JSON text*: a string column marked :data:`JSON_TEXT`, each value as its
+  JSON, so ``21`` and ``21.0`` stay what they were;
+- *absent* and *null* differ: when some records lack a key, the column is marked
+  :data:`ABSENT_IS_NULL` and its nulls mean "no such key", unless a record also holds
+  an explicit null, in which case the column is JSON text (``null`` is the text
+  ``"null"``, an absent key a null).
+
+:func:`rows_of` gives the records back equal to what went in (same keys, values and
+types; key order is column order). The two marks travel as Arrow field metadata, so a
+table read from an IPC stream carries its own rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import orjson
+import pyarrow as pa
+
+JSON_TEXT = b"sensorpipe.json"
+ABSENT_IS_NULL = b"sensorpipe.absent"
+_MARK = b"1"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_MISSING = object()
+_SCALAR_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+
+
+def table_of(records: Sequence[dict[str, Any]]) -> pa.Table:
+    """The records as a table (rules in the module docstring)."""
+    names: dict[str, None] = {}
+    for record in records:
+        for name in record:
+            names.setdefault(name)
+    fields, arrays = [], []
+    for name in names:
+        field, array = column_of(name, [record.get(name, _MISSING) for record in records])
+        fields.append(field)
+        arrays.append(array)
+    # No key at all gives a table of no columns, which cannot say how many records it
+    # held: callers that need the count (the envelope) keep it beside the table.
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def column_of(name: str, values: list[Any]) -> tuple[pa.Field[Any], pa.Array[Any]]:
+    """One column from its values (``_MISSING`` where a record lacks the key)."""
+    absent = any(value is _MISSING for value in values)
+    present = [value for value in values if value is not _MISSING]
+    explicit_null = any(value is None for value in present)
+    if absent and explicit_null:
+        return _json_column(name, values)
+    marks = {ABSENT_IS_NULL: _MARK} if absent else None
+    kind = _common_kind(present)
+    if kind is dict:
+        return _struct_column(name, values, marks)
+    if kind is None:
+        return _json_column(name, values)
+    cells = [None if value is _MISSING else value for value in values]
+    type_ = pa.null() if kind is type(None) else _SCALAR_TYPES[kind]
+    return pa.field(name, type_, metadata=marks), pa.array(cells, type=type_)
+
+
+def _common_kind(present: Iterable[Any]) -> type | None:
+    """The one kind all non-null values share (``NoneType`` if all are null), or None
+    if they share none a typed column can hold exactly."""
+    kind: type = type(None)
+    for value in present:
+        if value is None:
+            continue
+        this = type(value)
+        if this is int and not _INT64_MIN <= value <= _INT64_MAX:
+            return None
+        if this not in _SCALAR_TYPES and this is not dict:
+            return None
+        if kind is type(None):
+            kind = this
+        elif this is not kind:
+            return None
+    return kind
+
+
+def _json_column(name: str, values: list[Any]) -> tuple[pa.Field[Any], pa.Array[Any]]:
+    cells = [None if value is _MISSING else orjson.dumps(value).decode() for value in values]
+    return pa.field(name, pa.string(), metadata={JSON_TEXT: _MARK}), pa.array(
+        cells, type=pa.string()
+    )
+
+
+def _struct_column(
+    name: str, values: list[Any], marks: dict[bytes, bytes] | None
+) -> tuple[pa.Field[Any], pa.Array[Any]]:
+    mask = [not isinstance(value, dict) for value in values]  # absent or null rows
+    inner = [value if isinstance(value, dict) else {} for value in values]
+    children = table_of(inner)
+    if children.num_columns == 0:  # only empty objects: JSON text keeps them exactly
+        return _json_column(name, values)
+    array = pa.StructArray.from_arrays(
+        [children.column(i).combine_chunks() for i in range(children.num_columns)],
+        fields=list(children.schema),
+        mask=pa.array(mask, type=pa.bool_()),
+    )
+    return pa.field(name, array.type, metadata=marks), array
+
+
+def rows_of(table: pa.Table) -> list[dict[str, Any]]:
+    """The records a table holds, as :func:`table_of` was given them."""
+    rows: list[dict[str, Any]] = [{} for _ in range(table.num_rows)]
+    for field, column in zip(table.schema, table.columns, strict=True):
+        _fill(rows, field, column.to_pylist())
+    return rows
+
+
+def _fill(rows: list[dict[str, Any]], field: pa.Field[Any], values: list[Any]) -> None:
+    name = field.name
+    meta = field.metadata or {}
+    if meta.get(JSON_TEXT) == _MARK:
+        for row, value in zip(rows, values, strict=True):
+            if value is not None:
+                row[name] = orjson.loads(value)
+        return
+    absent = meta.get(ABSENT_IS_NULL) == _MARK
+    if pa.types.is_struct(field.type):
+        _fill_struct(rows, field, values, absent)
+        return
+    for row, value in zip(rows, values, strict=True):
+        if value is not None or not absent:
+            row[name] = value
+
+
+def _fill_struct(
+    rows: list[dict[str, Any]], field: pa.Field[Any], values: list[Any], absent: bool
+) -> None:
+    """Struct cells come out as dicts of every child; the children's own marks decide
+    which of their nulls are absent keys or JSON text."""
+    struct = field.type
+    children = [struct.field(i) for i in range(struct.num_fields)]
+    special = [child for child in children if child.metadata or pa.types.is_struct(child.type)]
+    for row, value in zip(rows, values, strict=True):
+        if value is None:
+            if not absent:
+                row[field.name] = None
+            continue
+        if special:
+            fixed: dict[str, Any] = {}
+            for child in children:
+                _fill([fixed], child, [value[child.name]])
+            value = fixed
+        row[field.name] = value
+
+
+def problems(table: pa.Table) -> str | None:
+    """What makes a table not one :func:`table_of` could have written (a columnar
+    body from elsewhere), or None: every column of a type the rules allow, the marks
+    only where they belong, JSON text that parses and could be written again."""
+    for field, column in zip(table.schema, table.columns, strict=True):
+        problem = _field_problem(field, field.name)
+        if problem is None and (field.metadata or {}).get(JSON_TEXT) == _MARK:
+            problem = _json_problem(column.to_pylist(), field.name)
+        elif problem is None and pa.types.is_struct(field.type):
+            problem = _children_problem(column, field.name)
+        if problem is not None:
+            return problem
+    return None
+
+
+_TYPED = (pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.string())
+
+
+def _field_problem(field: pa.Field[Any], where: str) -> str | None:
+    marks = set((field.metadata or {}).items())
+    if not marks <= {(JSON_TEXT, _MARK), (ABSENT_IS_NULL, _MARK)}:
+        return f"column {where!r} has metadata no column layout writes"
+    if (JSON_TEXT, _MARK) in marks:
+        ok = field.type == pa.string() and (ABSENT_IS_NULL, _MARK) not in marks
+        return None if ok else f"column {where!r} is marked JSON text but is {field.type}"
+    if pa.types.is_struct(field.type):
+        for i in range(field.type.num_fields):
+            child = field.type.field(i)
+            problem = _field_problem(child, f"{where}.{child.name}")
+            if problem is not None:
+                return problem
+        return None if field.type.num_fields else f"column {where!r} is a struct of nothing"
+    if field.type not in _TYPED:
+        return f"column {where!r} is {field.type}; expected bool, int64, float64, string or struct"
+    return None
+
+
+def _children_problem(column: pa.ChunkedArray[Any], where: str) -> str | None:
+    struct = column.type
+    for i in range(struct.num_fields):
+        child = struct.field(i)
+        parts = [cast(pa.StructArray, chunk).field(i) for chunk in column.chunks]
+        values = pa.chunked_array(parts, type=child.type)
+        problem = None
+        if (child.metadata or {}).get(JSON_TEXT) == _MARK:
+            problem = _json_problem(values.to_pylist(), f"{where}.{child.name}")
+        elif pa.types.is_struct(child.type):
+            problem = _children_problem(values, f"{where}.{child.name}")
+        if problem is not None:
+            return problem
+    return None
+
+
+def _json_problem(cells: list[Any], where: str) -> str | None:
+    for index, cell in enumerate(cells):
+        if cell is None:
+            continue
+        try:
+            orjson.dumps(orjson.loads(cell))  # what reads must write again (depth)
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError) as exc:
+            return f"column {where!r} row {index} is not JSON a stage could write: {exc}"
+    return None
