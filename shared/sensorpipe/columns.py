@@ -26,9 +26,10 @@ table read from an IPC stream carries its own rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -36,7 +37,11 @@ JSON_TEXT = b"sensorpipe.json"
 ABSENT_IS_NULL = b"sensorpipe.absent"
 _MARK = b"1"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_MISSING = object()
+class _Missing:
+    """Where a record lacks a key (its type marks the cell: ``set(map(type, ...))``)."""
+
+
+_MISSING = _Missing()
 _SCALAR_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
 
@@ -58,39 +63,30 @@ def table_of(records: Sequence[dict[str, Any]]) -> pa.Table:
 
 def column_of(name: str, values: list[Any]) -> tuple[pa.Field[Any], pa.Array[Any]]:
     """One column from its values (``_MISSING`` where a record lacks the key)."""
-    absent = any(value is _MISSING for value in values)
-    present = [value for value in values if value is not _MISSING]
-    explicit_null = any(value is None for value in present)
-    if absent and explicit_null:
+    kinds = set(map(type, values))  # C speed: one pass, no Python frame per value
+    absent = _Missing in kinds
+    kinds.discard(_Missing)
+    if absent and type(None) in kinds:
         return _json_column(name, values)
+    kinds.discard(type(None))
     marks = {ABSENT_IS_NULL: _MARK} if absent else None
-    kind = _common_kind(present)
+    if not kinds:
+        cells = [None] * len(values)
+        return pa.field(name, pa.null(), metadata=marks), pa.array(cells, type=pa.null())
+    if len(kinds) > 1:
+        return _json_column(name, values)
+    (kind,) = kinds
     if kind is dict:
         return _struct_column(name, values, marks)
-    if kind is None:
+    if kind not in _SCALAR_TYPES:
         return _json_column(name, values)
-    cells = [None if value is _MISSING else value for value in values]
-    type_ = pa.null() if kind is type(None) else _SCALAR_TYPES[kind]
+    cells = [None if value is _MISSING else value for value in values] if absent else values
+    if kind is int:
+        present: list[int] = [v for v in cells if v is not None]  # type: ignore[misc]
+        if min(present) < _INT64_MIN or max(present) > _INT64_MAX:
+            return _json_column(name, values)
+    type_ = _SCALAR_TYPES[kind]
     return pa.field(name, type_, metadata=marks), pa.array(cells, type=type_)
-
-
-def _common_kind(present: Iterable[Any]) -> type | None:
-    """The one kind all non-null values share (``NoneType`` if all are null), or None
-    if they share none a typed column can hold exactly."""
-    kind: type = type(None)
-    for value in present:
-        if value is None:
-            continue
-        this = type(value)
-        if this is int and not _INT64_MIN <= value <= _INT64_MAX:
-            return None
-        if this not in _SCALAR_TYPES and this is not dict:
-            return None
-        if kind is type(None):
-            kind = this
-        elif this is not kind:
-            return None
-    return kind
 
 
 def _json_column(name: str, values: list[Any]) -> tuple[pa.Field[Any], pa.Array[Any]]:
@@ -114,6 +110,13 @@ def _struct_column(
         mask=pa.array(mask, type=pa.bool_()),
     )
     return pa.field(name, array.type, metadata=marks), array
+
+
+def constant_column(name: str, value: Any, rows: int) -> tuple[pa.Field[Any], pa.Array[Any]]:
+    """A column holding ``value`` in each of ``rows`` rows, typed by the rules above
+    (built once, repeated in C: no Python object per row)."""
+    field, one = column_of(name, [value])
+    return field, one.take(np.zeros(rows, dtype=np.int64))
 
 
 def rows_of(table: pa.Table) -> list[dict[str, Any]]:

@@ -425,10 +425,24 @@ def encode(envelope: Envelope, *, compress: bool, columnar: bool = False) -> Enc
     return Encoded(body, attributes, envelope.batch_id, count)
 
 
+_NOT_COLUMNAR = (pa.ArrowException, orjson.JSONEncodeError, OverflowError, UnicodeError)
+
+
+def _as_columnar(envelope: Envelope) -> Envelope:
+    """The envelope holding its records as a table, or as it is if no table holds them."""
+    try:
+        table = envelope.table
+    except _NOT_COLUMNAR:
+        return envelope
+    if table.num_rows != envelope.record_count:
+        return envelope
+    return envelope.with_table(table)
+
+
 def _arrow_body(envelope: Envelope) -> str | None:
     try:
         table = envelope.table
-    except (pa.ArrowException, orjson.JSONEncodeError, OverflowError, UnicodeError):
+    except _NOT_COLUMNAR:
         return None
     if table.num_rows != envelope.record_count:  # records without a single key
         return None
@@ -456,6 +470,8 @@ def encode_to_fit(
     Splits are deterministic (same records, same limit, same part ids), so a resent
     batch produces the same batch ids and downstream keys.
     """
+    if columnar and not envelope.columnar:  # the table once, not once per split
+        envelope = _as_columnar(envelope)
     encoded = encode(envelope, compress=compress, columnar=columnar)
     if encoded_size(encoded) <= max_bytes:
         return [encoded]

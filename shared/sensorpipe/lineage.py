@@ -14,10 +14,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from sensorpipe.columns import JSON_TEXT, constant_column
 from sensorpipe.envelope import Envelope, Record, utc_now_iso
 from sensorpipe.errors import SensorPipeError
 
@@ -146,6 +149,45 @@ def process_lineage(
     )
 
 
+def _stamped_table(envelope: Envelope, base: dict[str, Any]) -> pa.Table | None:
+    """The columnar envelope's table with the ``lineage`` column (the same records as
+    the dict path makes): the batch-wide part repeated, ``source_row_id`` the source
+    rows' ``id`` column. None when the rows' ids are not one typed column (JSON text,
+    or no ``sensor_data`` struct): the dict path says what each record's id is."""
+    table = envelope.table
+    ids = _source_row_ids(table)
+    if ids is None:
+        return None
+    _, shared = constant_column(META_KEY, base, table.num_rows)
+    assert isinstance(shared, pa.StructArray)
+    children = [shared.field(i) for i in range(shared.type.num_fields)]
+    names = [shared.type.field(i) for i in range(shared.type.num_fields)]
+    lineage = pa.StructArray.from_arrays(
+        [*children, ids], fields=[*names, pa.field("source_row_id", ids.type)]
+    )
+    if META_KEY in table.column_names:  # lineage describes the latest processing
+        table = table.drop_columns([META_KEY])
+    return table.append_column(META_KEY, lineage)
+
+
+def _source_row_ids(table: pa.Table) -> pa.Array[Any] | None:
+    if "sensor_data" not in table.column_names:
+        return pa.nulls(table.num_rows)
+    data = table.schema.field("sensor_data")
+    if not pa.types.is_struct(data.type) or data.metadata:
+        return None  # not every record's sensor_data is an object (or some lack one)
+    column = table.column("sensor_data").combine_chunks()
+    assert isinstance(column, pa.StructArray)
+    index = data.type.get_field_index("id")
+    if index < 0:
+        return pa.nulls(table.num_rows)
+    if (data.type.field(index).metadata or {}).get(JSON_TEXT):
+        return None
+    # Rows whose sensor_data is null have no id, whatever the child holds there.
+    ids = column.field(index)
+    return cast("pa.Array[Any]", pc.if_else(column.is_valid(), ids, pa.nulls(len(ids), ids.type)))
+
+
 def source_row_id(record: Record) -> Any:
     data = record.get("sensor_data")
     return data.get("id") if isinstance(data, dict) else None
@@ -174,10 +216,14 @@ def enrich_envelope(
             "hops": [dict(h) for h in out.hops],
         }
     )
-    out.records = [
-        {**record, "lineage": {**base, "source_row_id": source_row_id(record)}}
-        for record in envelope.records
-    ]
+    stamped = _stamped_table(envelope, base) if envelope.columnar else None
+    if stamped is not None:
+        out = out.with_table(stamped)
+    else:
+        out.records = [
+            {**record, "lineage": {**base, "source_row_id": source_row_id(record)}}
+            for record in envelope.records
+        ]
     # The ids every record of the batch shares, once: stages that summarise records
     # (the aggregator's window provenance) read them here instead of from each record.
     out.meta[META_KEY] = {

@@ -7,9 +7,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 
+from sensorpipe.columns import rows_of, table_of
 from sensorpipe.envelope import Envelope
 from sensorpipe.lineage import (
     LineageError,
@@ -167,3 +170,53 @@ def test_a_record_without_sensor_data_gets_lineage_without_row_id() -> None:
     out = enrich_envelope(envelope, process)
     assert out.records[0]["lineage"]["source_row_id"] is None
     assert out.records[0]["x"] == 1
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [{"sensor_data": {"id": i, "t": 1.5}} for i in range(1, 6)],
+        [{"sensor_data": {"id": 1}}, {"sensor_data": {"t": 2.0}}, {"sensor_data": None}],
+        [{"sensor_data": {"id": 1}}, {"sensor_data": {"id": "7"}}],  # ids of mixed types
+        [{"sensor_data": {"id": 1}}, {"other": 1}],  # a record without sensor_data
+        [{"sensor_data": {"id": 1}, "lineage": {"old": True}}],  # replaced, not merged
+        [{"sensor_data": [1, 2]}, {"sensor_data": {"id": 3}}],
+    ],
+)
+def test_a_columnar_batch_gets_the_lineage_the_dict_path_gives(
+    records: list[dict[str, Any]],
+) -> None:
+    lineage = process_lineage(stage="enricher", pipeline_name="p", pipeline_version="1", env={})
+    oracle = [
+        {**r, "lineage": {**lineage.as_dict(), "source_row_id": None}} for r in records
+    ]  # shape only; the dict path below fills the batch's values
+    by_dicts = enrich_envelope(
+        Envelope("b-1", "lineage", 2, [dict(r) for r in records], source="e"),
+        lineage,
+        processed_at="2026-12-01T00:00:00.000+00:00",
+    )
+    by_columns = enrich_envelope(
+        Envelope("b-1", "lineage", 2, table=table_of(records), source="e"),
+        lineage,
+        processed_at="2026-12-01T00:00:00.000+00:00",
+    )
+    assert rows_of(by_columns.table) == by_dicts.records
+    assert [set(r) for r in by_dicts.records] == [set(r) for r in oracle]
+    assert [r["lineage"]["source_row_id"] for r in by_dicts.records] == [
+        r["sensor_data"].get("id") if isinstance(r.get("sensor_data"), dict) else None
+        for r in records
+    ]
+    assert by_columns.meta == by_dicts.meta and by_columns.hops == by_dicts.hops
+
+
+def test_a_batch_of_sensor_rows_is_stamped_without_leaving_columns() -> None:
+    lineage = process_lineage(stage="enricher", pipeline_name="p", pipeline_version="1", env={})
+    rows = [{"sensor_data": {"id": i}} for i in range(1, 4)]
+    out = enrich_envelope(Envelope("b-1", "lineage", 2, table=table_of(rows)), lineage)
+    assert out.columnar
+    assert out.table.schema.field("lineage").type.field("source_row_id").type == pa.int64()
+    assert [r["lineage"]["source_row_id"] for r in rows_of(out.table)] == [
+        1,
+        2,
+        3,
+    ]
