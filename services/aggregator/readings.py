@@ -1,6 +1,8 @@
 """A batch's readings as columns: what the aggregator needs of every record, read once.
 
-Records arrive as dicts (the envelope's JSON). One pass per column pulls out the sensor,
+Records arrive as an Arrow table (a columnar envelope) or as dicts (a JSON one). From a
+table the columns are taken as they are (:func:`_from_tables`: no dict per record);
+from dicts one pass per column pulls out the sensor,
 the exact instant (µs), the five metrics (NaN where missing) and the anomaly flag; the
 rest of a record is looked at only for the few rows that become a window's first or
 last reading, or a late line. Records that cannot be windowed (no sensor, no readable
@@ -13,7 +15,9 @@ take the exact path, record by record, with the same result.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -24,6 +28,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sensorpipe.columns import ABSENT_IS_NULL, rows_of
 from sensorpipe.envelope import Envelope, Record
 from sensorpipe.lineage import META_KEY as LINEAGE_META
 from sensorpipe.records import METRICS, event_time_us
@@ -31,6 +36,7 @@ from services.aggregator.output import json_safe
 from services.aggregator.statistics import Floats, Ints
 from services.aggregator.windows import Origin, Provenance
 
+log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # Instants a datetime can spell in UTC (years 1 to 9999).
@@ -87,7 +93,7 @@ class Readings:
     at_us: Ints
     values: Floats  # (rows, K)
     anomalous: npt.NDArray[np.bool_]
-    records: list[Record]
+    records: Sequence[Record]  # a dict per row, made on demand when rows are tables
     parts: Ints  # each row's part (index into the batch)
     # The distinct (scenario, config version, lineage ids) of the batch's records, and
     # each row's: a window's provenance is the union over its rows.
@@ -119,12 +125,17 @@ def read_batch(parts: list[Envelope], *, validated: bool, size_us: int = 60_000_
     """The columns of a batch (its parts in order); ``validated``: every part's scenario
     validated its records, so the quick path may be tried; ``size_us``: the window
     length, which bounds the instants a reading may have (:func:`placeable_range`)."""
+    bounds = placeable_range(size_us)
+    if validated and parts and all(part.columnar for part in parts):
+        try:
+            return _from_tables(parts, bounds)
+        except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+            log.debug("columnar batch read record by record: %s", exc)
     records: list[Record] = []
     part_of: list[int] = []
     for index, part in enumerate(parts):
         records.extend(part.records)
         part_of.extend([index] * len(part.records))
-    bounds = placeable_range(size_us)
     if validated:
         try:
             return _quick(records, part_of, parts, bounds)
@@ -167,6 +178,95 @@ def _quick(
     return _columns(
         records, names, codes, at_us, values, part_of, parts, [], validated=True, marks=anomalous
     )
+
+
+class TableRows(Sequence[Record]):
+    """The records of a batch's tables, one dict made when a row is asked for (a
+    window's first reading, a late line), never all of them."""
+
+    def __init__(self, tables: list[pa.Table]) -> None:
+        self._tables = tables
+        self._ends = np.cumsum([t.num_rows for t in tables], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def __getitem__(self, row: int) -> Record:  # type: ignore[override]
+        if not 0 <= row < len(self):
+            raise IndexError(row)
+        index = int(np.searchsorted(self._ends, row, side="right"))
+        start = int(self._ends[index - 1]) if index else 0
+        return rows_of(self._tables[index].slice(row - start, 1))[0]
+
+
+def _from_tables(parts: list[Envelope], bounds: tuple[int, int]) -> Readings:
+    """The quick path over columnar parts: each part's ``sensor_data`` children and
+    ``anomalous`` column taken as Arrow arrays. Anything but the types validation and
+    the router guarantee (string sensor ids and timestamps, numeric metrics, a boolean
+    mark on every row) raises, and the batch is read record by record instead."""
+    tables = [part.table for part in parts]
+    sensor_ids, stamps, metrics, marks = [], [], [], []
+    for table in tables:
+        data = table.column("sensor_data")
+        kind = table.schema.field("sensor_data").type
+        if not pa.types.is_struct(kind) or data.null_count:
+            raise TypeError("not every record has a sensor_data object")
+        sensor_ids.append(_child(data, kind, "sensor_id", pa.string()))
+        stamps.append(_child(data, kind, "timestamp", pa.string()))
+        metrics.append([_child(data, kind, name, pa.float64()) for name in METRICS])
+        mark = table.column("anomalous")
+        if mark.type != pa.bool_() or mark.null_count:
+            raise TypeError("not a boolean anomaly mark on every row")
+        marks.append(mark)
+    sensors = pa.chunked_array(sensor_ids, pa.string()).combine_chunks().dictionary_encode()
+    instants = pc.cast(pa.chunked_array(stamps, pa.string()), _INSTANT).cast(pa.int64())
+    if sensors.null_count or instants.null_count:
+        raise ValueError("a reading without a sensor id or a timestamp")
+    at_us = instants.to_numpy()
+    if len(at_us) and (at_us.min() < bounds[0] or at_us.max() > bounds[1]):
+        raise ValueError("an instant outside the windows of years 1-9999")
+    columns = [
+        pa.chunked_array([part[i] for part in metrics], pa.float64()) for i in range(len(METRICS))
+    ]
+    values = np.column_stack([c.to_numpy() for c in columns]).reshape(len(at_us), len(METRICS))
+    if int(np.isnan(values).sum()) != sum(c.null_count for c in columns):
+        raise ValueError("a NaN metric value (not null)")
+    if np.any(np.abs(values) > LARGEST_VALUE):
+        raise ValueError("a metric value beyond the statistics' range")
+    part_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables]).tolist()
+    anomalous = pa.chunked_array(marks, pa.bool_()).to_numpy()
+    return _columns(
+        TableRows(tables),
+        [str(name) for name in sensors.dictionary.to_pylist()],
+        sensors.indices.to_numpy().astype(np.int64),
+        at_us,
+        values,
+        part_of,
+        parts,
+        [],
+        validated=True,
+        marks=anomalous,
+    )
+
+
+def _child(
+    data: pa.ChunkedArray[Any], kind: pa.StructType, name: str, wanted: pa.DataType
+) -> pa.ChunkedArray[Any]:
+    """A ``sensor_data`` child as ``wanted`` (metrics: float64 from int64 or float64;
+    a metric no record holds: nulls). Any other type raises."""
+    index = kind.get_field_index(name)
+    if index < 0:
+        if wanted != pa.float64():
+            raise KeyError(f"no {name} column")
+        return pa.chunked_array([pa.nulls(len(data), pa.float64())])
+    field_ = kind.field(index)
+    if (field_.metadata or {}).keys() - {ABSENT_IS_NULL}:  # JSON text: not one type
+        raise TypeError(f"{name} is not one typed column")
+    child = cast("pa.ChunkedArray[Any]", pc.struct_field(data, index))
+    numeric = (pa.float64(), pa.int64(), pa.null())
+    if child.type == wanted or (wanted == pa.float64() and child.type in numeric):
+        return child.cast(wanted)
+    raise TypeError(f"{name} is {child.type}")
 
 
 def _check_quick_values(records: list[Record], values: Floats) -> None:
@@ -282,7 +382,7 @@ def _shown(value: Any) -> str:
 
 
 def _columns(
-    records: list[Record],
+    records: Sequence[Record],
     names: list[str],
     codes: Ints,
     at_us: Ints,
@@ -312,7 +412,7 @@ def _columns(
     )
 
 
-def _anomalous(records: list[Record], *, validated: bool) -> npt.NDArray[np.bool_]:
+def _anomalous(records: Sequence[Record], *, validated: bool) -> npt.NDArray[np.bool_]:
     """Per record: the router's ``anomalous`` (it sends the aggregator each reading and
     that flag), else the validator's mark (``quality.anomalous``), else the sensor's own
     flag (``anomaly_flag``)."""
@@ -341,7 +441,7 @@ def _is_anomalous(record: Record) -> bool:
 
 
 def _provenance(
-    records: list[Record], part_of: list[int], parts: list[Envelope]
+    records: Sequence[Record], part_of: list[int], parts: list[Envelope]
 ) -> tuple[list[Provenance], Ints]:
     """The distinct origins of the rows (one :class:`Provenance` each) and each row's.
     The batch id is the enricher's (lineage) one, the same however the batch was split

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sensorpipe.columns import rows_of, table_of
 from sensorpipe.envelope import Envelope
-from services.aggregator.readings import read_batch
+from services.aggregator.readings import TableRows, read_batch
 
 
 def _row(i: int, **fields: Any) -> dict[str, Any]:
@@ -124,3 +125,56 @@ def test_the_edges_of_years_1_and_9999_are_windowed() -> None:
     for validated in (True, False):
         got = read_batch([Envelope("b", "aggregated", 1, records)], validated=validated)
         assert not got.unusable and len(got) == 2
+
+
+def _routed(i: int, **fields: Any) -> dict[str, Any]:
+    return {"sensor_data": _row(i, **fields), "anomalous": i % 4 == 0}
+
+
+def _tables(records: list[dict[str, Any]]) -> list[Envelope]:
+    return [
+        Envelope("b", "aggregated", 1, table=table_of(records[:3]), meta={"lineage": {}}),
+        Envelope("b", "aggregated", 1, table=table_of(records[3:]), meta={"lineage": {}}),
+    ]
+
+
+def _same_readings(got: Any, want: Any) -> None:
+    assert got.names == want.names
+    assert got.codes.tolist() == want.codes.tolist()
+    assert got.at_us.tolist() == want.at_us.tolist()
+    assert np.array_equal(got.values, want.values, equal_nan=True)
+    assert got.anomalous.tolist() == want.anomalous.tolist()
+    assert got.parts.tolist() == want.parts.tolist()
+    assert got.provenance == want.provenance and got.origin.tolist() == want.origin.tolist()
+    assert [(u.reason, u.part) for u in got.unusable] == [(u.reason, u.part) for u in want.unusable]
+    assert [got.records[i] for i in range(len(got))] == list(want.records)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [_routed(i) for i in range(7)],
+        [_routed(i, humidity=50.5 + i, vibration=i) for i in range(7)],  # ints, floats
+        [_routed(i, temperature=True if i == 2 else 20.0) for i in range(7)],  # a boolean
+        [_routed(i, humidity=50 if i % 2 else 50.5) for i in range(7)],  # mixed: JSON text
+        [_routed(i, timestamp="2026-01-01T10:00:00Z") for i in range(7)],
+        [
+            {"sensor_data": _row(i)} | ({"anomalous": None} if i == 5 else {"anomalous": False})
+            for i in range(7)
+        ],
+    ],
+)
+def test_columnar_parts_read_the_same_as_their_records(records: list[dict[str, Any]]) -> None:
+    want = read_batch(
+        [
+            Envelope(e.batch_id, e.scenario, 1, rows_of(e.table), meta=e.meta)
+            for e in _tables(records)
+        ],
+        validated=True,
+    )
+    _same_readings(read_batch(_tables(records), validated=True), want)
+
+
+def test_a_typical_columnar_batch_is_read_without_a_dict_per_record() -> None:
+    readings = read_batch(_tables([_routed(i) for i in range(7)]), validated=True)
+    assert isinstance(readings.records, TableRows)
