@@ -46,6 +46,7 @@ from sensorpipe.envelope import (
     ATTR_SCENARIO,
     ATTR_VERSION,
     Envelope,
+    decode,
     encode,
 )
 
@@ -291,28 +292,32 @@ def _bomb() -> str:
 
 
 def _oversized(name: str, limit: int) -> tuple[str, str]:
-    """One record of word salad, gzipped harder (level 9) than the stages do (level 1):
-    it fits SQS as sent, but no stage can forward it again; a gzip body and its size."""
+    """One record of word salad in a columnar body (the stages' own codec) just under
+    the limit: it fits SQS as sent, but once the enricher adds its lineage column no
+    stage can forward it again; the body and its size."""
     rng = random.Random(1)
     words = [
         "".join(rng.choice("abcdefghijklmnop") for _ in range(rng.randint(3, 9)))
         for _ in range(3000)
     ]
-    text = " ".join(rng.choice(words) for _ in range(200_000))
-    low, high = 1000, len(text)
-    while high - low > 1000:  # the shortest text whose level-1 body passes the limit
-        mid = (low + high) // 2
+    text = " ".join(rng.choice(words) for _ in range(400_000))
+
+    def body(length: int) -> str:
         data = body_dict(name)
-        data["records"][0]["sensor_data"]["model"] = text[:mid]
-        raw = orjson.dumps(data)
-        if len(base64.b64encode(_deflate(raw, 1))) > limit + 2000:
+        data["records"][0]["sensor_data"]["model"] = text[:length]
+        envelope = decode(orjson.dumps(data).decode(), {"content-encoding": "identity"})
+        return encode(envelope, compress=True, columnar=True).body
+
+    low, high = 1000, len(text)
+    while high - low > 200:  # the longest text whose columnar body fits with 300 to spare
+        mid = (low + high) // 2
+        if len(body(mid)) > limit - 300:
             high = mid
         else:
             low = mid
-    data = body_dict(name)
-    data["records"][0]["sensor_data"]["model"] = text[:high]
-    body = base64.b64encode(_deflate(orjson.dumps(data), 9)).decode("ascii")
-    return body, str(len(body))
+    found = body(low)
+    assert len(found) <= limit - 300, "the word salad is too short for the limit"
+    return found, str(len(found))
 
 
 def _deflate(raw: bytes, level: int) -> bytes:
@@ -544,7 +549,7 @@ def message_cases() -> list[Case]:
             "one record that fits SQS but not once re-encoded",
             _oversized("oversized-record", MAX_BODY_BYTES)[0],
             Dead(("limit",)),
-            attributes("oversized-record", "corpus-oversized-record", content_encoding="gzip"),
+            attributes("oversized-record", "corpus-oversized-record", content_encoding="arrow"),
         ),
     ]
     cases.append(_scenario_mismatch())
