@@ -277,7 +277,7 @@ class Pipeline:
         return self.config.queues.prefix
 
     def pids(self) -> dict[str, int]:
-        return {n: s.process.pid for n, s in self.services.items() if s.process is not None}
+        return {n: s.service_pid for n, s in self.services.items() if s.process is not None}
 
 
 def set_up(workdir: Path, args: argparse.Namespace) -> Pipeline:
@@ -674,7 +674,7 @@ def ceiling(
     config = pipeline.config
     hops = forwarders(config, pipeline.env, pipeline.workdir / "logs")
     started.start_services(hops)
-    pids = {name: s.process.pid for name, s in zip(HOPS, hops, strict=True) if s.process}
+    pids = {name: s.service_pid for name, s in zip(HOPS, hops, strict=True) if s.process}
     if localstack is not None:
         pids["localstack"] = localstack
     sinks = hops[3:]
