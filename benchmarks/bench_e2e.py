@@ -1052,6 +1052,7 @@ def run(args: argparse.Namespace, workdir: Path, started: Started, made: list[st
         with suppress(OSError):
             phase.usage[name].peak_rss = peak_rss_bytes(pid)
     dead = dead_letters(bulk.config)
+    life_cpu = cpu_of(pids)  # since each started: what the samples are to be held against
     stop_stages(started)  # py-spy writes each profile as its stage exits
     spots = {} if args.profile is None else profiles(args.profile)
 
@@ -1099,10 +1100,12 @@ def run(args: argparse.Namespace, workdir: Path, started: Started, made: list[st
         },
     )  # fmt: skip
     if args.profile is not None:
-        figures["profile"] = {n: asdict(h) for n, h in spots.items()}
+        figures["profile"] = {
+            n: {**asdict(h), "life_cpu_s": life_cpu.get(n)} for n, h in spots.items()
+        }
     ok = report(figures, rates, phase.usage, ceiling_usage, live, args.grace)
     if args.profile is not None:
-        report_profiles(spots, args.profile)
+        report_profiles(spots, life_cpu, args.profile)
     out = args.json or workdir / "bench_e2e.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
@@ -1208,18 +1211,26 @@ def report(
     return not failures
 
 
-def report_profiles(spots: dict[str, HotSpots], directory: Path) -> None:
+def report_profiles(
+    spots: dict[str, HotSpots], life_cpu: dict[str, float], directory: Path
+) -> None:
     print(
         f"\nwhere each stage spends its CPU (py-spy, {PROFILE_RATE} samples/s of its active "
         f"threads, the stage's life in the throughput phase, imports left out; share of "
-        f"the stage's samples; {directory})"
+        f"the stage's samples; {directory}). Samples / {PROFILE_RATE} is active thread "
+        f"time, CPU or waiting for a core: held against the CPU of the stage's life"
     )
     for name in STAGES:
         if name not in spots:
             print(f"\n  {name}: no profile written")
             continue
         spot = spots[name]
-        print(f"\n  {name}: {spot.samples} samples ({spot.left_out} more in imports)")
+        cpu = life_cpu.get(name, math.nan)
+        print(
+            f"\n  {name}: {spot.samples} samples ({spot.left_out} more in imports) = "
+            f"{(spot.samples + spot.left_out) / PROFILE_RATE:.2f} s active; {cpu:.2f} s CPU "
+            f"in its life"
+        )
         for title, shares in (("inclusive", spot.inclusive), ("self", spot.own)):
             print(f"    {title}")
             for share in shares:
