@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_e2e.py [--rows 50000] [--sensors 50] [--locations 5]
         [--event-rate 50] [--live-rate 5000] [--live-seconds 60] [--live-sensors 100]
-        [--live-locations 16] [--repeat 3] [--json PATH] [--keep] [--smoke]
+        [--live-locations 16] [--repeat 3] [--json PATH] [--keep] [--smoke] [--profile DIR]
 
 One pipeline of its own (a fresh prefix in LocalStack: $AWS_ENDPOINT_URL, else one
 started or reused on 127.0.0.1:$LOCALSTACK_PORT or 4566), scenario ``notification``
@@ -62,6 +62,15 @@ windows and notifications, every notification sent was received, and the dead-le
 queues are empty. Nothing is asserted on time. Every process started here is stopped by
 its pid at the end, also on errors, Ctrl-C or SIGTERM.
 ``--smoke``: a few thousand rows and a short live feed, for the test suite.
+
+``--profile DIR``: the throughput phase's stages run under ``py-spy record --format raw
+--rate 100 --nonblocking`` (``ServiceProcess``'s launcher; signals go to the service,
+whose exit makes py-spy write), one collapsed-stack file per stage, ``DIR/<stage>.txt``,
+over the stage's whole life in that phase; at the end each stage's top functions by
+inclusive and by self share of its samples, imports left out (``benchmarks.hot_spots``),
+are printed and written to the JSON. Only that phase is profiled: the baselines and the
+latency phase run as without it. The sampler shares the cores, so that phase's figures
+are a profiled run's; without ``--profile`` nothing changes.
 """
 
 from __future__ import annotations
@@ -124,6 +133,7 @@ from services.validator.batch import BatchValidator, error_objects
 if not __package__:  # run as a script (python benchmarks/<name>.py): import from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.hot_spots import IMPORT, HotSpots, hot_spots
 from benchmarks.live_pipeline import (
     Inbox,
     Note,
@@ -160,6 +170,8 @@ ADDED = "  minus the grace: what the pipeline adds"
 TAIL = "tail, idle flush: last member -> received"
 BEHIND = "live feed: simulator lag (wall - newest event)"
 BACKLOG = "live feed: [ingest] depth (messages)"
+PROFILE_RATE = 100  # py-spy samples per second
+HOT_SPOTS = 8  # functions printed per stage and share
 
 
 # -- /proc -----------------------------------------------------------------------------
@@ -277,7 +289,7 @@ class Pipeline:
         return self.config.queues.prefix
 
     def pids(self) -> dict[str, int]:
-        return {n: s.process.pid for n, s in self.services.items() if s.process is not None}
+        return {n: s.service_pid for n, s in self.services.items() if s.process is not None}
 
 
 def set_up(workdir: Path, args: argparse.Namespace) -> Pipeline:
@@ -305,8 +317,9 @@ def set_up(workdir: Path, args: argparse.Namespace) -> Pipeline:
     return Pipeline(config, env, workdir)
 
 
-def start_stages(pipeline: Pipeline, started: Started) -> Inbox:
-    """Every stage as its own process (one shard each), and a receiver of notifications."""
+def start_stages(pipeline: Pipeline, started: Started, profile: Path | None = None) -> Inbox:
+    """Every stage as its own process (one shard each), and a receiver of notifications;
+    with ``profile``, each under py-spy writing ``profile/<stage>.txt``."""
     logs = pipeline.workdir / "logs"
     pipeline.services = {
         name: ServiceProcess(
@@ -314,6 +327,7 @@ def start_stages(pipeline: Pipeline, started: Started) -> Inbox:
             pipeline.env,
             logs,
             ["--shard", "0"] if name in ("aggregator", "notifier") else [],
+            launcher=[] if profile is None else py_spy(profile / f"{name}.txt"),
         )
         for name in STAGES
     }
@@ -323,6 +337,31 @@ def start_stages(pipeline: Pipeline, started: Started) -> Inbox:
     started.watcher = inbox
     inbox.start()
     return inbox
+
+
+def py_spy(out: Path) -> list[str]:
+    """The launcher that samples a service into ``out`` (collapsed stacks) until it exits."""
+    beside = Path(sys.executable).parent / "py-spy"  # the venv's
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise RuntimeError("--profile needs py-spy (pip install -e '.[dev]')")
+    rate = str(PROFILE_RATE)
+    # --nonblocking: the service is not paused at each sample, and py-spy then tells an
+    # idle thread (a long poll, a heartbeat's wait) from a running one; paused, idle
+    # threads showed up as active in a few per cent of their samples.
+    return [found, "record", "--output", str(out), "--format", "raw", "--rate", rate,
+            "--nonblocking", "--"]  # fmt: skip
+
+
+def profiles(directory: Path) -> dict[str, HotSpots]:
+    """Each stage's hot spots, from the files py-spy wrote when the stages exited."""
+    out = {}
+    for name in STAGES:
+        path = directory / f"{name}.txt"
+        if path.exists():
+            lines = path.read_text().splitlines()
+            out[name] = hot_spots(lines, top=HOT_SPOTS, without={IMPORT})
+    return out
 
 
 def stop_stages(started: Started) -> None:
@@ -674,7 +713,7 @@ def ceiling(
     config = pipeline.config
     hops = forwarders(config, pipeline.env, pipeline.workdir / "logs")
     started.start_services(hops)
-    pids = {name: s.process.pid for name, s in zip(HOPS, hops, strict=True) if s.process}
+    pids = {name: s.service_pid for name, s in zip(HOPS, hops, strict=True) if s.process}
     if localstack is not None:
         pids["localstack"] = localstack
     sinks = hops[3:]
@@ -927,6 +966,15 @@ def main(argv: list[str] | None = None) -> int:
         help="3,000 rows (unless --rows), a 10 s live feed at 300/s, grace 2 s, idle flush "
         "3 s, best of 1",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the throughput phase's stages under py-spy (raw collapsed stacks "
+        "DIR/<stage>.txt) and print each stage's top functions; the baselines and the "
+        "latency phase are not profiled (no time saved); that phase's figures are then a "
+        "profiled run's",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rows = args.rows or 3000
@@ -992,7 +1040,10 @@ def run(args: argparse.Namespace, workdir: Path, started: Started, made: list[st
     made.append(bulk.prefix)
     db = bulk.workdir / "sensor_data.db"
     simulate(db, args.rows, args.sensors, args.locations, args.event_rate)
-    inbox = start_stages(bulk, started)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        print(f"profiling the throughput phase's stages with py-spy into {args.profile}")
+    inbox = start_stages(bulk, started, args.profile)
     pids = bulk.pids()
     if localstack is not None:
         pids["localstack"] = localstack
@@ -1001,7 +1052,9 @@ def run(args: argparse.Namespace, workdir: Path, started: Started, made: list[st
         with suppress(OSError):
             phase.usage[name].peak_rss = peak_rss_bytes(pid)
     dead = dead_letters(bulk.config)
-    stop_stages(started)
+    life_cpu = cpu_of(pids)  # since each started: what the samples are to be held against
+    stop_stages(started)  # py-spy writes each profile as its stage exits
+    spots = {} if args.profile is None else profiles(args.profile)
 
     # 3. baselines, on the same envelopes (the ceiling on the same, now empty, queues)
     ceiling_s, ceiling_usage = ceiling(bulk, started, phase.recorder.encoded, localstack, args.wait)
@@ -1046,7 +1099,13 @@ def run(args: argparse.Namespace, workdir: Path, started: Started, made: list[st
             "backlog": spread(live.backlog),
         },
     )  # fmt: skip
+    if args.profile is not None:
+        figures["profile"] = {
+            n: {**asdict(h), "life_cpu_s": life_cpu.get(n)} for n, h in spots.items()
+        }
     ok = report(figures, rates, phase.usage, ceiling_usage, live, args.grace)
+    if args.profile is not None:
+        report_profiles(spots, life_cpu, args.profile)
     out = args.json or workdir / "bench_e2e.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
@@ -1150,6 +1209,32 @@ def report(
         print(f"FAIL: {failure}")
     figures["failures"] = failures
     return not failures
+
+
+def report_profiles(
+    spots: dict[str, HotSpots], life_cpu: dict[str, float], directory: Path
+) -> None:
+    print(
+        f"\nwhere each stage spends its CPU (py-spy, {PROFILE_RATE} samples/s of its active "
+        f"threads, the stage's life in the throughput phase, imports left out; share of "
+        f"the stage's samples; {directory}). Samples / {PROFILE_RATE} is active thread "
+        f"time, CPU or waiting for a core: held against the CPU of the stage's life"
+    )
+    for name in STAGES:
+        if name not in spots:
+            print(f"\n  {name}: no profile written")
+            continue
+        spot = spots[name]
+        cpu = life_cpu.get(name, math.nan)
+        print(
+            f"\n  {name}: {spot.samples} samples ({spot.left_out} more in imports) = "
+            f"{(spot.samples + spot.left_out) / PROFILE_RATE:.2f} s active; {cpu:.2f} s CPU "
+            f"in its life"
+        )
+        for title, shares in (("inclusive", spot.inclusive), ("self", spot.own)):
+            print(f"    {title}")
+            for share in shares:
+                print(f"    {share.share:>6.1%} {share.samples:>6}  {share.function}")
 
 
 def cpu_line(name: str, use: Usage, readings: int, fused_us: float) -> str:

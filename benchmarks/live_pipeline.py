@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -27,7 +28,7 @@ import orjson
 
 from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.devstack.localstack import LocalStackHost, aws_environment
-from sensorpipe.devstack.processes import ServiceProcess
+from sensorpipe.devstack.processes import ServiceProcess, ServiceStartError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
@@ -154,9 +155,8 @@ class Started:
                 problems.append(f"{name}: {exc}")
         running = [(n, s) for n, s in reversed(self.services.items()) if s.process is not None]
         for _, service in running:  # all at once: each takes up to its shutdown timeout
-            assert service.process is not None
-            if service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
+            with suppress(ServiceStartError):  # terminate() below says so again
+                service.send_signal(signal.SIGTERM)  # the service, not a launcher
         for name, service in running:
             try:
                 service.terminate()  # waits for the exit (by pid), kills after 45 s
