@@ -148,21 +148,34 @@ def _fill_struct(
     rows: list[dict[str, Any]], field: pa.Field[Any], values: list[Any], absent: bool
 ) -> None:
     """Struct cells come out as dicts of every child; the children's own marks decide
-    which of their nulls are absent keys or JSON text."""
-    struct = field.type
-    children = [struct.field(i) for i in range(struct.num_fields)]
-    special = [child for child in children if child.metadata or pa.types.is_struct(child.type)]
+    which of their nulls are absent keys or JSON text (patched in place, one pass per
+    marked child: no dict is built twice)."""
+    _patch(values, field.type)
+    name = field.name
     for row, value in zip(rows, values, strict=True):
-        if value is None:
-            if not absent:
-                row[field.name] = None
+        if value is not None or not absent:
+            row[name] = value
+
+
+def _patch(cells: list[dict[str, Any] | None], struct: pa.StructType) -> None:
+    for i in range(struct.num_fields):
+        child = struct.field(i)
+        name, meta = child.name, child.metadata or {}
+        if meta.get(JSON_TEXT) == _MARK:
+            for cell in cells:
+                if cell is not None:
+                    text = cell[name]
+                    if text is None:
+                        del cell[name]
+                    else:
+                        cell[name] = orjson.loads(text)
             continue
-        if special:
-            fixed: dict[str, Any] = {}
-            for child in children:
-                _fill([fixed], child, [value[child.name]])
-            value = fixed
-        row[field.name] = value
+        if pa.types.is_struct(child.type):
+            _patch([None if cell is None else cell[name] for cell in cells], child.type)
+        if meta.get(ABSENT_IS_NULL) == _MARK:
+            for cell in cells:
+                if cell is not None and cell[name] is None:
+                    del cell[name]
 
 
 def problems(table: pa.Table) -> str | None:
