@@ -24,12 +24,14 @@ each shard counts every part of a source's batches to know how far the source go
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 
+import pyarrow as pa
 from prometheus_client import Counter
 
+from sensorpipe.columns import rows_of
 from sensorpipe.config import Destination
 from sensorpipe.envelope import Envelope, Record
 from sensorpipe.errors import SensorPipeError
@@ -82,12 +84,16 @@ class RoutedBatch:
     max_event_us: int | None = None
     # The digest of the batch's source rows: part of every object key.
     content: str = ""
+    # The records as dicts, decoded once for every writer; a columnar envelope stays
+    # columnar (its forwarded parts are cut from the table, not rebuilt from these).
+    rows: list[Record] = field(default_factory=list)
 
     @classmethod
     def of(cls, envelope: Envelope) -> RoutedBatch:
         # Any batch id names a safe key (objects.key_segment): none is refused for it.
         times: list[datetime | None] = []
-        for index, record in enumerate(envelope.records):
+        rows = rows_of(envelope.table) if envelope.columnar else envelope.records
+        for index, record in enumerate(rows):
             sensor_data = record.get("sensor_data")
             if not isinstance(sensor_data, dict):
                 raise MalformedBatchError(
@@ -99,8 +105,8 @@ class RoutedBatch:
             times.append(readable_event_time(sensor_data.get("timestamp")))
         known = [t for t in times if t is not None]
         latest = _epoch_us(max(known)) if known else None
-        content = content_digest(r["sensor_data"] for r in envelope.records)
-        return cls(envelope, times, latest, content)
+        content = content_digest(r["sensor_data"] for r in rows)
+        return cls(envelope, times, latest, content, rows)
 
     @property
     def batch_id(self) -> str:
@@ -149,7 +155,7 @@ class BucketWriter:
     def render(self, batch: RoutedBatch) -> list[RenderedObject]:
         project = self.projector(batch)
         groups: dict[str, tuple[list[Record], list[datetime]]] = {}
-        for record, moment in zip(batch.envelope.records, batch.event_times, strict=True):
+        for record, moment in zip(batch.rows, batch.event_times, strict=True):
             partition = event_time_partition(moment)
             lines, times = groups.setdefault(partition, ([], []))
             lines.append(project(record))
@@ -284,27 +290,41 @@ class ShardForwarder:
         ``with_records=False``: the empty ones alone (a scenario that does not feed the
         stage still tells it how far the source got)."""
         shards = len(self._producers)
-        parts: dict[int, list[Record]] = {}
+        parts: dict[int, list[int]] = {}
         if with_records:
-            for record in batch.envelope.records:
+            for index, record in enumerate(batch.rows):
                 if self.selects(record):
                     shard = stable_shard(self.shard_key(record), shards)
-                    parts.setdefault(shard, []).append(self.project(record))
+                    parts.setdefault(shard, []).append(index)
         sequenced = batch.envelope.position is not None
         out = []
         for shard in range(shards) if sequenced else sorted(parts):
             batch_id = batch.batch_id if shards == 1 else f"{batch.batch_id}.s{shard}"
-            envelope = batch.envelope.with_records(parts.get(shard, []), batch_id=batch_id)
+            envelope = self._part(batch, parts.get(shard, []), batch_id)
             envelope.max_event_us = batch.max_event_us
             envelope.add_hop("router")
             out.append((shard, envelope))
         return out
 
+    def _part(self, batch: RoutedBatch, indices: list[int], batch_id: str) -> Envelope:
+        """The shard's envelope: cut from the table when the batch came columnar (it
+        stays columnar), else projected record by record."""
+        if batch.envelope.columnar:
+            table = self.project_table(batch, indices)
+            return batch.envelope.with_table(table, batch_id=batch_id)
+        records = [self.project(batch.rows[index]) for index in indices]
+        return batch.envelope.with_records(records, batch_id=batch_id)
+
+    def project_table(self, batch: RoutedBatch, indices: list[int]) -> pa.Table:
+        """:meth:`project` as column work on the rows at ``indices`` (whole rows by default)."""
+        table: pa.Table = batch.envelope.table.take(pa.array(indices, pa.int64()))
+        return table
+
     def deliver(self, batch: RoutedBatch, *, with_records: bool = True) -> int:
         count = 0
         for shard, envelope in self.envelopes(batch, with_records=with_records):
             self._producers[shard].send([envelope])
-            count += len(envelope.records)
+            count += envelope.record_count
         if with_records:
             RECORDS_ROUTED.labels(self.destination.value).inc(count)
         return count
@@ -322,6 +342,12 @@ class AggregatorForwarder(ShardForwarder):
 
     def project(self, record: Record) -> Record:
         return {"sensor_data": record["sensor_data"], "anomalous": is_anomalous(record)}
+
+    def project_table(self, batch: RoutedBatch, indices: list[int]) -> pa.Table:
+        taken = batch.envelope.table.select(["sensor_data"]).take(pa.array(indices, pa.int64()))
+        flags = pa.array([is_anomalous(batch.rows[index]) for index in indices], pa.bool_())
+        table: pa.Table = taken.append_column(pa.field("anomalous", pa.bool_()), flags)
+        return table
 
 
 class NotifierForwarder(ShardForwarder):

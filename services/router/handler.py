@@ -92,7 +92,7 @@ class RouterHandler(BatchHandler):
             return envelope
         route = self._config.route(envelope.scenario)
         if route is None:
-            RECORDS_PROCESSED.labels(SERVICE, "no_route").inc(len(envelope.records))
+            RECORDS_PROCESSED.labels(SERVICE, "no_route").inc(envelope.record_count)
             return Reject(
                 f"batch {envelope.batch_id}: scenario {envelope.scenario!r} has no route "
                 f"(routing table: {', '.join(self._config.scenario_names())})"
@@ -100,7 +100,7 @@ class RouterHandler(BatchHandler):
         try:
             batch = RoutedBatch.of(envelope)
         except MalformedBatchError as exc:
-            RECORDS_PROCESSED.labels(SERVICE, "malformed").inc(len(envelope.records))
+            RECORDS_PROCESSED.labels(SERVICE, "malformed").inc(envelope.record_count)
             return Reject(str(exc))
         self._note_scenario(envelope.scenario)
         for destination in route.destinations:
@@ -126,7 +126,7 @@ class RouterHandler(BatchHandler):
                         f"batch {batch.batch_id}: progress to {forwarder.destination.value}"
                         f" failed: {exc}"
                     )
-        RECORDS_PROCESSED.labels(SERVICE, "routed").inc(len(envelope.records))
+        RECORDS_PROCESSED.labels(SERVICE, "routed").inc(envelope.record_count)
         return ACK
 
     def _note_scenario(self, scenario: str) -> None:
