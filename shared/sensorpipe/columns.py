@@ -37,6 +37,8 @@ JSON_TEXT = b"sensorpipe.json"
 ABSENT_IS_NULL = b"sensorpipe.absent"
 _MARK = b"1"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 class _Missing:
     """Where a record lacks a key (its type marks the cell: ``set(map(type, ...))``)."""
 
