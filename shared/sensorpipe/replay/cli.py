@@ -1,4 +1,5 @@
-"""``sensorpipe-replay``: replay a DLQ or a bucket into the pipeline, and show its status.
+"""``sensorpipe-replay``: replay a DLQ or a bucket into the pipeline, show its status,
+and print any message or object as JSON Lines (``inspect``).
 
 Exit codes: 0 done; 1 an AWS call failed (nothing not yet moved was lost: re-run);
 2 usage or configuration problem (nothing changed); 3 ``status --fail-on-dlq`` found
@@ -19,6 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.cli import command
 from sensorpipe.config import BucketKind, ConfigError, PipelineConfig, load_pipeline_config
+from sensorpipe.config.pipeline import QueueSettings
+from sensorpipe.envelope import ATTR_ENCODING, ENCODINGS, EnvelopeError
 from sensorpipe.replay.archive import (
     REPLAYABLE_KINDS,
     ArchiveReplayer,
@@ -26,8 +29,9 @@ from sensorpipe.replay.archive import (
     full_prefix,
     parse_time_option,
 )
-from sensorpipe.replay.dlq import DlqSelection, parse_rate, replay_dlq
-from sensorpipe.replay.errors import ReplayError, ReplaySendError
+from sensorpipe.replay.dlq import DlqSelection, parse_rate, replay_dlq, resolve_queue
+from sensorpipe.replay.errors import ReplayError, ReplaySendError, ReplayUsageError
+from sensorpipe.replay.inspect import message_lines, object_lines
 from sensorpipe.replay.status import collect_status, render_table
 
 PROG = "sensorpipe-replay"
@@ -80,6 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--since", help="event time from (inclusive), ISO-8601")
     archive.add_argument("--until", help="event time until (exclusive), ISO-8601")
     archive.add_argument("--dry-run", action="store_true", help="count what would be sent")
+
+    inspect = sub.add_parser(
+        "inspect",
+        parents=[common],
+        help="print a message body, a DLQ's messages or a stored object as JSON Lines",
+    )
+    source = inspect.add_mutually_exclusive_group(required=True)
+    source.add_argument("--body", help="a message body saved in a file ('-': stdin)")
+    source.add_argument(
+        "--dlq",
+        metavar="QUEUE",
+        help="the messages of <QUEUE>-dlq (full name or stage), left in place",
+    )
+    source.add_argument("--object", metavar="S3_URI", help="s3://bucket/key")
+    inspect.add_argument(
+        "--encoding",
+        default="arrow",
+        choices=ENCODINGS,
+        help="the content-encoding the --body travelled with (default: arrow)",
+    )
+    inspect.add_argument("--max", type=int, default=10, help="--dlq: at most N messages")
 
     status = sub.add_parser("status", parents=[common], help="queue depths and bucket counts")
     status.add_argument("--format", choices=["table", "json"], default="table")
@@ -143,9 +168,66 @@ def _run_status(args: argparse.Namespace, config: PipelineConfig) -> int:
     return 0
 
 
+def _run_inspect(args: argparse.Namespace, config: PipelineConfig) -> int:
+    if args.body is not None:
+        try:
+            text = sys.stdin.read() if args.body == "-" else Path(args.body).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ReplayUsageError(f"--body {args.body}: cannot read it: {exc}") from exc
+        return _print_message(text.strip(), {ATTR_ENCODING: args.encoding})
+    if args.object is not None:
+        bucket, _, key = args.object.removeprefix("s3://").partition("/")
+        if not args.object.startswith("s3://") or not bucket or not key:
+            raise ReplayUsageError(f"--object {args.object!r} is not s3://bucket/key")
+        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            print("\n".join(object_lines(key, body)))
+        except (ValueError, OSError) as exc:  # not gzip, not UTF-8, not JSON
+            print(
+                f"{PROG} inspect: {args.object} is not JSON or JSON Lines: {exc}", file=sys.stderr
+            )
+            return 1
+        return 0
+    sqs = sqs_client()
+    dlq = QueueSettings.dlq_name(resolve_queue(config, args.dlq))
+    url = sqs.get_queue_url(QueueName=dlq)["QueueUrl"]
+    seen: set[str] = set()
+    worst = 0
+    while len(seen) < args.max:
+        got = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(10, args.max - len(seen)),
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=2,  # hidden a moment, never deleted: it stays in the DLQ
+            WaitTimeSeconds=1,
+        ).get("Messages", [])
+        fresh = [m for m in got if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        for message in fresh:
+            seen.add(message["MessageId"])
+            attributes = {
+                k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()
+            }
+            worst = max(worst, _print_message(message.get("Body", ""), attributes))
+    return worst
+
+
+def _print_message(body: str, attributes: dict[str, str]) -> int:
+    try:
+        print("\n".join(message_lines(body, attributes)))
+    except EnvelopeError as exc:
+        reason = attributes.get("failure-reason")
+        line = {"not_an_envelope": str(exc), "failure_reason": reason, "body": body[:200]}
+        print(json.dumps(line))
+        return 1
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, PipelineConfig], int]] = {
     "dlq": _run_dlq,
     "archive": _run_archive,
+    "inspect": _run_inspect,
     "status": _run_status,
 }
 
