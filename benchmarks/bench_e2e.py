@@ -304,6 +304,8 @@ def set_up(workdir: Path, args: argparse.Namespace) -> Pipeline:
         poll_interval_seconds=0.5, state_dir=str(workdir / "state"), source_name="bench-e2e"
     )
     base["windowing"].update(grace_seconds=args.grace, idle_flush_seconds=args.idle_flush)
+    if args.body_format is not None:
+        base["runtime"]["body_format"] = args.body_format
     base["notification"]["cooldown_seconds"] = args.cooldown
     path = workdir / "pipeline-config-v2.yaml"
     path.write_text(yaml.safe_dump(base, sort_keys=False))
@@ -954,6 +956,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=10.0, help="windowing.grace_seconds")
     parser.add_argument("--idle-flush", type=float, default=5.0, help="windowing.idle_flush")
     parser.add_argument("--cooldown", type=float, default=20.0, help="notification cool-down")
+    parser.add_argument(
+        "--body-format", choices=["arrow", "json"], help="runtime.body_format (the config's)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="best of, for (a) and (c)")
     parser.add_argument(
         "--wait", type=float, default=600.0, help="longest wait for a phase's step, s"
@@ -1030,7 +1035,8 @@ def run(args: argparse.Namespace, workdir: Path, started: Started, made: list[st
         f"({args.sensors} sensors, {args.locations} locations, {args.event_rate:g} readings "
         f"per event-time s); live feed {args.live_rate:g} readings/s for "
         f"{args.live_seconds:g} s; grace {args.grace:g} s, idle flush {args.idle_flush:g} s, "
-        f"cool-down {args.cooldown:g} s; endpoint {endpoint} "
+        f"cool-down {args.cooldown:g} s; bodies {args.body_format or 'as configured'}; "
+        f"endpoint {endpoint} "
         f"(LocalStack pid {localstack}); commit {figures['commit'][:12]}; {os.cpu_count()} "
         f"cpus, load {os.getloadavg()[0]:.1f}",
         flush=True,
