@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sensorpipe.config.errors import FieldProblem
 from sensorpipe.scenarios import BUILTIN_SCENARIOS, DEFAULT_SCENARIO
 
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024  # SQS's largest message, body and attributes
+# Room kept for the attributes a consumer adds when it moves a message to its DLQ: a
+# reason of at most 1,024 characters (up to 4 bytes each in UTF-8) and two short names.
+DLQ_HEADROOM_BYTES = 8 * 1024
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,75}$")
 _SCENARIO_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -131,7 +136,11 @@ class QueueSettings(_Strict):
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     retention_seconds: int = Field(default=345600, ge=60, le=1209600)
     dlq_retention_seconds: int = Field(default=1209600, ge=60, le=1209600)
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
+    # At most SQS's 1 MiB less DLQ_HEADROOM_BYTES: the room a poison message needs for
+    # the reason the consumer adds on its way to the DLQ (which takes the full 1 MiB).
+    max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=SQS_MAX_MESSAGE_BYTES - DLQ_HEADROOM_BYTES
+    )
     aggregate_shards: int = Field(default=1, ge=1, le=64)
     notify_shards: int = Field(default=1, ge=1, le=64)
 

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sensorpipe.config.pipeline import BucketKind, LifecycleSettings, PipelineConfig, QueueSettings
+from sensorpipe.config.pipeline import (
+    SQS_MAX_MESSAGE_BYTES,
+    BucketKind,
+    LifecycleSettings,
+    PipelineConfig,
+    QueueSettings,
+)
 from sensorpipe.stateful import CHECKPOINT_PREFIX
 
 if TYPE_CHECKING:
@@ -154,7 +160,10 @@ def queue_attributes(q: QueueSettings, *, fifo: bool, dlq: bool) -> dict[str, st
     attrs = {
         "VisibilityTimeout": str(q.visibility_timeout_seconds),
         "MessageRetentionPeriod": str(q.dlq_retention_seconds if dlq else q.retention_seconds),
-        "MaximumMessageSize": str(q.max_body_bytes),
+        # A DLQ takes SQS's largest message: a poison message moved there keeps its body
+        # and gains three attributes (the reason among them), so a body that just fit
+        # its stage queue must still fit its DLQ, or it could only wait out the redrive.
+        "MaximumMessageSize": str(SQS_MAX_MESSAGE_BYTES if dlq else q.max_body_bytes),
         "ReceiveMessageWaitTimeSeconds": "20",
         "SqsManagedSseEnabled": "true",
     }

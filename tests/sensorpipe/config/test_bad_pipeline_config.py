@@ -118,6 +118,12 @@ BAD_VALUES: list[tuple[str, Mutation, str, tuple[str, ...]]] = [
         ("less than or equal to 10",),
     ),
     (
+        "body limit leaves no room for a DLQ reason",
+        _set("queues.max_body_bytes", 1024 * 1024),
+        "queues.max_body_bytes",
+        ("less than or equal to 1040384",),
+    ),
+    (
         "wrong config version",
         _set("version", 1),
         "version",

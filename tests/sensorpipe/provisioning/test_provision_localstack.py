@@ -147,6 +147,8 @@ def test_every_queue_has_a_dlq_with_redrive_and_longer_retention(provisioned: Pi
         assert dlq_attrs["MessageRetentionPeriod"] == str(q.dlq_retention_seconds) == "1209600"
         assert int(dlq_attrs["MessageRetentionPeriod"]) > int(attrs["MessageRetentionPeriod"])
         assert attrs["MaximumMessageSize"] == str(q.max_body_bytes)
+        # SQS's largest message: a poison body that fit its queue fits with its reason
+        assert dlq_attrs["MaximumMessageSize"] == str(1024 * 1024)
         assert attrs["ReceiveMessageWaitTimeSeconds"] == "20"
         assert attrs["SqsManagedSseEnabled"] == dlq_attrs["SqsManagedSseEnabled"] == "true"
         assert attrs["DelaySeconds"] == "0"
