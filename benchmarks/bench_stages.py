@@ -80,7 +80,7 @@ def simulated_rows(count: int, seed: int = 7) -> list[dict[str, Any]]:
 
 
 def bodies_of(
-    rows: list[dict[str, Any]], batch: int, scenario: str, compress: bool
+    rows: list[dict[str, Any]], batch: int, scenario: str, compress: bool, columnar: bool = False
 ) -> list[Encoded]:
     return [
         encode(
@@ -92,6 +92,7 @@ def bodies_of(
                 source="bench",
             ),
             compress=compress,
+            columnar=columnar,
         )
         for i in range(0, len(rows), batch)
     ]
@@ -123,7 +124,9 @@ def bench_enricher(bodies: list[Encoded], records: int, repeat: int, compress: b
     return best_rate(records, repeat, run)
 
 
-def bench_validator(bodies: list[Encoded], records: int, repeat: int, compress: bool) -> float:
+def bench_validator(
+    bodies: list[Encoded], records: int, repeat: int, compress: bool, columnar: bool = False
+) -> float:
     validator = BatchValidator(load_validation_spec())
 
     def run() -> None:
@@ -132,7 +135,7 @@ def bench_validator(bodies: list[Encoded], records: int, repeat: int, compress: 
                 decode(item.body, item.attributes), apply_filters=False
             )
             error_objects(result)
-            encode(result.forward, compress=compress)
+            encode(result.forward, compress=compress, columnar=columnar)
 
     return best_rate(records, repeat, run)
 
@@ -343,6 +346,10 @@ def main() -> None:
             (f"enricher ({label})", bench_enricher(lineage_bodies, n, repeat, compress)),
             (f"validator ({label})", bench_validator(schematized_bodies, n, repeat, compress)),
         ]
+    arrow_bodies = bodies_of(rows, args.batch, "schematized", True, columnar=True)
+    results.append(
+        ("validator (arrow bodies)", bench_validator(arrow_bodies, n, repeat, True, columnar=True))
+    )
     routed = router_envelopes(rows, args.batch)
     results.append(
         ("baseline: orjson dumps + gzip of the router's records", bench_jsonl_gzip(routed, repeat))

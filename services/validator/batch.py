@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
+from sensorpipe.columns import rows_of
 from sensorpipe.config import FilterRule, ValidationSpec
 from sensorpipe.envelope import Envelope, Record
 from sensorpipe.objects import (
@@ -36,8 +40,10 @@ from sensorpipe.objects import (
     jsonl,
     key_segment,
     readable_event_time,
+    table_digest,
 )
 from services.validator.anomalies import AnomalyDetector
+from services.validator.columnar import READING, ColumnarSpec, Readings, quality_column
 from services.validator.filters import BusinessFilter
 from services.validator.rules import CompiledSpec
 
@@ -70,6 +76,41 @@ class ErrorObject:
     record_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class Fate:
+    """What becomes of one record (:meth:`BatchValidator.decide`): ``line`` for the error
+    bucket when it is rejected (``errors`` set) or filtered (``rule`` set); else valid,
+    anomalous for ``reasons``."""
+
+    line: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    rule: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Tally:
+    """The outcomes of a batch's records, gathered in record order."""
+
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    filtered: list[dict[str, Any]] = field(default_factory=list)
+    error_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    filter_counts: Counter[str] = field(default_factory=Counter)
+    anomalous: int = 0
+
+    def add(self, fate: Fate) -> None:
+        if fate.errors:
+            assert fate.line is not None
+            self.error_counts.update((e["rule"], e["field"]) for e in fate.errors)
+            self.rejected.append(fate.line)
+        elif fate.rule is not None:
+            assert fate.line is not None
+            self.filter_counts[fate.rule] += 1
+            self.filtered.append(fate.line)
+        else:
+            self.anomalous += bool(fate.reasons)
+
+
 class BatchValidator:
     """The spec, filters and anomaly thresholds compiled once; reused for every batch."""
 
@@ -82,8 +123,40 @@ class BatchValidator:
     ) -> None:
         self.spec_version = spec.spec_version
         self.compiled = CompiledSpec(spec, max_future_skew_seconds=max_future_skew_seconds)
+        self.columnar = ColumnarSpec(
+            spec, self.compiled.checks, [rule.kind for rule in spec.cross_field_rules]
+        )
         self.business_filter = BusinessFilter(filters)
         self.anomalies = AnomalyDetector(spec.anomaly_detection)
+
+    def decide(
+        self, record: Record, ids: dict[str, Any], latest: float, *, apply_filters: bool
+    ) -> Fate:
+        """The one decision over a record: rejected with every error, set aside by a
+        business rule, or valid with its anomaly reasons. ``ids``: the batch's ids that
+        open every error line; ``latest``: the future bound (epoch seconds)."""
+        data = record.get("sensor_data")
+        errors = self.compiled.errors(data, latest)
+        if errors:
+            # json_safe: a NaN or a 2**70 in the record is kept as text, not as null.
+            line = {
+                **ids,
+                "record": data if isinstance(data, dict) else record,
+                "errors": errors,
+                "lineage": record.get("lineage"),
+            }
+            return Fate(json_safe(line), errors)
+        assert isinstance(data, dict)  # errors() reports anything else
+        rule = self.business_filter.match(data) if apply_filters else None
+        if rule is not None:
+            return Fate(self._filtered_line(record, ids, rule), rule=rule)
+        return Fate(reasons=self.anomalies.reasons(data))
+
+    @staticmethod
+    def _filtered_line(record: Record, ids: dict[str, Any], rule: str) -> dict[str, Any]:
+        line = {**ids, "record": record["sensor_data"], "rule": rule}
+        safe: dict[str, Any] = json_safe({**line, "lineage": record.get("lineage")})
+        return safe
 
     def validate_envelope(
         self,
@@ -95,7 +168,8 @@ class BatchValidator:
     ) -> BatchResult:
         """``now`` is the processing time (the future bound, ``validated_at``);
         ``arrived_at`` when the batch reached the validator (without it: the envelope's
-        ``created_at`` if readable, else ``now``)."""
+        ``created_at`` if readable, else ``now``). A columnar envelope is validated on
+        its columns (:mod:`services.validator.columnar`), with the same report."""
         moment = now or datetime.now(UTC)
         validated_at = moment.isoformat(timespec="milliseconds")
         latest = moment.timestamp() + self.compiled.max_future_skew_seconds
@@ -105,82 +179,141 @@ class BatchValidator:
             "config_version": envelope.config_version,
             "spec_version": self.spec_version,
         }
-        errors_of = self.compiled.errors
-        match = self.business_filter.match if apply_filters else None
-        reasons_of = self.anomalies.reasons
-        valid: list[Record] = []
-        rejected: list[dict[str, Any]] = []
-        filtered: list[dict[str, Any]] = []
-        error_counts: Counter[tuple[str, str]] = Counter()
-        filter_counts: Counter[str] = Counter()
-        anomalous = 0
-        for record in envelope.records:
-            data = record.get("sensor_data")
-            errors = errors_of(data, latest)
-            if errors:
-                error_counts.update((e["rule"], e["field"]) for e in errors)
-                # json_safe: a NaN or a 2**70 in the record is kept as text, not as null.
-                rejected.append(
-                    json_safe(
-                        {
-                            **ids,
-                            "record": data if isinstance(data, dict) else record,
-                            "errors": errors,
-                            "lineage": record.get("lineage"),
-                        }
-                    )
-                )
-                continue
-            assert isinstance(data, dict)  # errors_of reports anything else
-            rule = match(data) if match is not None else None
-            if rule is not None:
-                filter_counts[rule] += 1
-                filtered.append(
-                    json_safe(
-                        {**ids, "record": data, "rule": rule, "lineage": record.get("lineage")}
-                    )
-                )
-                continue
-            reasons = reasons_of(data)
-            anomalous += bool(reasons)
-            quality = {
-                "spec_version": self.spec_version,
-                "validated_at": validated_at,
-                "anomalous": bool(reasons),
-                "anomaly_reasons": reasons,
-            }
-            valid.append({**record, "quality": quality})
+        tally = _Tally()
+        readings = Readings.of(envelope.table) if envelope.columnar else None
+        if readings is None:
+            forward = self._forward_records(
+                envelope, ids, latest, validated_at, apply_filters, tally
+            )
+            content = (
+                content_digest(r.get("sensor_data") for r in envelope.records)
+                if tally.rejected or tally.filtered
+                else ""
+            )
+        else:
+            forward = self._forward_columns(
+                envelope, readings, ids, latest, validated_at, apply_filters, tally
+            )
+            content = (
+                table_digest(envelope.table.select([READING]))
+                if tally.rejected or tally.filtered
+                else ""
+            )
         summary = {
             "batch_id": envelope.batch_id,
             "spec_version": self.spec_version,
             "validated_at": validated_at,
-            "in": len(envelope.records),
-            "valid": len(valid),
-            "invalid": len(rejected),
-            "filtered": len(filtered),
-            "anomalous": anomalous,
-            "errors_by_rule": _totals(error_counts, 0),
-            "errors_by_field": _totals(error_counts, 1),
-            "filtered_by_rule": dict(sorted(filter_counts.items())),
+            "in": envelope.record_count,
+            "valid": forward.record_count,
+            "invalid": len(tally.rejected),
+            "filtered": len(tally.filtered),
+            "anomalous": tally.anomalous,
+            "errors_by_rule": _totals(tally.error_counts, 0),
+            "errors_by_field": _totals(tally.error_counts, 1),
+            "filtered_by_rule": dict(sorted(tally.filter_counts.items())),
         }
-        forward = envelope.with_records(valid)
         forward.hops.append({"stage": STAGE, "at": validated_at})
         forward.meta["validation"] = summary
-        content = (
-            content_digest(r.get("sensor_data") for r in envelope.records)
-            if rejected or filtered
-            else ""
-        )
         return BatchResult(
             forward,
-            rejected,
-            filtered,
+            tally.rejected,
+            tally.filtered,
             summary,
-            error_counts,
+            tally.error_counts,
             self.compiled.timestamp_field,
             arrived_at=arrived_at or readable_event_time(envelope.created_at) or moment,
             content=content,
         )
+
+    def _quality(self, validated_at: str, reasons: list[str]) -> dict[str, Any]:
+        return {
+            "spec_version": self.spec_version,
+            "validated_at": validated_at,
+            "anomalous": bool(reasons),
+            "anomaly_reasons": reasons,
+        }
+
+    def _forward_records(
+        self,
+        envelope: Envelope,
+        ids: dict[str, Any],
+        latest: float,
+        validated_at: str,
+        apply_filters: bool,
+        tally: _Tally,
+    ) -> Envelope:
+        """Each record decided by :meth:`decide`; the valid ones with ``quality``."""
+        valid: list[Record] = []
+        for record in envelope.records:
+            fate = self.decide(record, ids, latest, apply_filters=apply_filters)
+            tally.add(fate)
+            if fate.line is None:
+                valid.append({**record, "quality": self._quality(validated_at, fate.reasons)})
+        return envelope.with_records(valid)
+
+    def _forward_columns(
+        self,
+        envelope: Envelope,
+        readings: Readings,
+        ids: dict[str, Any],
+        latest: float,
+        validated_at: str,
+        apply_filters: bool,
+        tally: _Tally,
+    ) -> Envelope:
+        """The rows the vectorised checks clear are valid without a dict; the others
+        are decided one by one (:meth:`decide`). Business filters and anomaly reasons
+        of the cleared rows are read from their columns."""
+        table = envelope.table
+        cleared = self.columnar.cleared(readings, latest)
+        exact_rows = np.flatnonzero(~cleared).tolist()
+        fates: dict[int, Fate] = {}
+        if exact_rows:
+            records = rows_of(table.take(exact_rows))
+            for row, record in zip(exact_rows, records, strict=True):
+                fates[row] = self.decide(record, ids, latest, apply_filters=apply_filters)
+        set_aside: dict[int, str] = {}
+        if apply_filters and self.business_filter.rule_names:
+            set_aside = self.business_filter.match_values(
+                readings.values, np.flatnonzero(cleared).tolist()
+            )
+        if set_aside:
+            rows = sorted(set_aside)
+            for row, record in zip(rows, rows_of(table.take(rows)), strict=True):
+                rule = set_aside[row]
+                fates[row] = Fate(self._filtered_line(record, ids, rule), rule=rule)
+        valid = cleared.copy()
+        valid[list(set_aside)] = False
+        for row in sorted(fates):
+            fate = fates[row]
+            tally.add(fate)
+            valid[row] = fate.line is None
+        reasons = self.anomalies.reasons_of_columns(
+            valid & cleared,
+            readings.equals_one("anomaly_flag")[0],
+            lambda row: readings.values("anomaly_type")[row],
+            readings.floats,
+        )
+        tally.anomalous += len(reasons)
+        reasons.update((row, fate.reasons) for row, fate in fates.items() if fate.line is None)
+        valid_rows = np.flatnonzero(valid)
+        at = {int(row): i for i, row in enumerate(valid_rows.tolist())} if reasons else {}
+        field, quality = quality_column(
+            self.spec_version,
+            validated_at,
+            len(valid_rows),
+            {at[row]: found for row, found in reasons.items()},
+        )
+        return envelope.with_table(_with_column(table.take(valid_rows), field, quality))
+
+
+def _with_column(table: pa.Table, field: pa.Field[Any], array: pa.Array[Any]) -> pa.Table:
+    """``table`` with the column ``field.name`` replaced, in its place, or added last
+    (what ``{**record, name: value}`` does to each row)."""
+    index = table.schema.get_field_index(field.name)
+    if index < 0:
+        return table.append_column(field, array)
+    return table.set_column(index, field, array)
 
 
 def _totals(counts: Counter[tuple[str, str]], position: int) -> dict[str, int]:

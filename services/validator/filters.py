@@ -33,25 +33,33 @@ def _same_kind(a: Any, b: Any) -> bool:
     return isinstance(a, bool) == isinstance(b, bool)
 
 
+ValueTest = Callable[[Any], bool]
+
+
 def compile_rule(rule: FilterRule) -> Predicate:
-    field, target, op = rule.field, rule.value, rule.op
+    """The rule over a reading: its test of the one field it reads."""
+    field, test = rule.field, compile_test(rule)
+    return lambda data: test(data.get(field))
+
+
+def compile_test(rule: FilterRule) -> ValueTest:
+    """The rule over the value of its field (None when missing or null)."""
+    target, op = rule.value, rule.op
     if op == "is_null":
         want_null = target is None or target is True
-        return lambda data: (data.get(field) is None) == want_null
+        return lambda value: (value is None) == want_null
     if op in ("in", "not_in"):
         members = list(target) if isinstance(target, (list, tuple, set)) else [target]
         inside = op == "in"
 
-        def membership(data: dict[str, Any]) -> bool:
-            value = data.get(field)
+        def membership(value: Any) -> bool:
             hit = any(value == m and _same_kind(value, m) for m in members)
             return hit == inside
 
         return membership
     compare = _COMPARE[op]
 
-    def compared(data: dict[str, Any]) -> bool:
-        value = data.get(field)
+    def compared(value: Any) -> bool:
         if value is None or not _same_kind(value, target):
             return op == "ne"
         try:
@@ -65,6 +73,7 @@ def compile_rule(rule: FilterRule) -> Predicate:
 class BusinessFilter:
     def __init__(self, rules: Sequence[FilterRule]) -> None:
         self._rules = tuple((rule.name, compile_rule(rule)) for rule in rules)
+        self._tests = tuple((rule.name, rule.field, compile_test(rule)) for rule in rules)
         self.rule_names = tuple(name for name, _ in self._rules)
 
     def match(self, data: dict[str, Any]) -> str | None:
@@ -73,3 +82,17 @@ class BusinessFilter:
             if predicate(data):
                 return name
         return None
+
+    def match_values(
+        self, values_of: Callable[[str], list[Any]], rows: Sequence[int]
+    ) -> dict[int, str]:
+        """:meth:`match` for many readings held as columns: ``values_of(field)`` gives
+        a field's value in every row (None when missing); the rows of ``rows`` that a
+        rule sets aside, each with its first matching rule's name."""
+        found: dict[int, str] = {}
+        for name, field, test in self._tests:
+            values = values_of(field)
+            for row in rows:
+                if row not in found and test(values[row]):
+                    found[row] = name
+        return found

@@ -331,6 +331,7 @@ class CompiledSpec:
             )
             for name, fs in spec.fields.items()
         }
+        self.checks = checks
         self._fields: tuple[tuple[str, bool, FieldCheck], ...] = tuple(
             (name, fs.required, checks[name]) for name, fs in spec.fields.items()
         )

@@ -129,6 +129,18 @@ def rows_of(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
+def values_of(field: pa.Field[Any], column: pa.Array[Any] | pa.ChunkedArray[Any]) -> list[Any]:
+    """One column's values as :func:`rows_of` gives them, None where a record lacks
+    the key (or holds null): what ``record.get(name)`` answers, without a dict per row."""
+    values = column.to_pylist()
+    meta = field.metadata or {}
+    if meta.get(JSON_TEXT) == _MARK:
+        return [None if value is None else orjson.loads(value) for value in values]
+    if pa.types.is_struct(field.type):
+        _patch(values, field.type)
+    return values
+
+
 def _fill(rows: list[dict[str, Any]], field: pa.Field[Any], values: list[Any]) -> None:
     name = field.name
     meta = field.metadata or {}
