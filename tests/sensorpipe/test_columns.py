@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorpipe.columns import ABSENT_IS_NULL, JSON_TEXT, problems, rows_of, table_of
+from sensorpipe.columns import (
+    ABSENT_IS_NULL,
+    JSON_TEXT,
+    problems,
+    rows_of,
+    table_of,
+    use_system_allocator,
+)
 
 _SCALARS = (
     st.none()
@@ -120,3 +127,19 @@ def test_integers_beyond_64_bits_and_lists_are_kept_as_json_text() -> None:
 def test_a_table_no_layout_writes_is_named_with_its_column(table: pa.Table, expected: str) -> None:
     problem = problems(table)
     assert problem is not None and expected in problem
+
+
+def test_the_system_allocator_is_used_unless_the_operator_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = pa.default_memory_pool()
+    try:
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+        use_system_allocator()
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        use_system_allocator()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sensorpipe import __version__
 from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.cli import load_settings
+from sensorpipe.columns import use_system_allocator
 from sensorpipe.config import ConfigError, PipelineConfig, load_pipeline_config
 from sensorpipe.config.errors import SettingProblem, SettingsError
 from sensorpipe.config.pipeline import QueueSettings
@@ -165,6 +166,7 @@ def run_service(
         print(f"sensorpipe-{name}: bad setting {exc}", file=sys.stderr)
         return 2
     configure_logging(name, level=settings.log_level, json_lines=settings.log_format == "json")
+    use_system_allocator()
     try:
         config = load_pipeline_config(settings.pipeline_config)
         queue = choose_queue(config, settings)  # a bad --shard stops here, before any I/O
