@@ -20,8 +20,10 @@ How a field's values are cleared, by the spec's type and the column's:
 - everything else (strings, booleans, enums): the exact field check run once per
   distinct value of the column (sensor ids, locations and versions repeat a few values),
   then looked up per row;
-- a column of another type than the spec's, or of JSON text (mixed types): not
-  cleared where it holds a value.
+- a column of JSON text (values of mixed types: an edge writing 21 and 21.5, or text in
+  one row of a number column): numbers read from the text where it is a JSON number,
+  then compared; other fields checked once per distinct text;
+- a column of another type than the spec's: not cleared where it holds a value.
 Missing and null are both "no value" here: fine for an optional field, never cleared
 for a required one (the exact checks say which of the two it was).
 """
@@ -53,6 +55,8 @@ _TIMESTAMP_SHAPE = (
     r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 )
 _UTC_MICROS = pa.timestamp("us", tz="UTC")
+_JSON_INTEGER = r"^-?(?:0|[1-9]\d*)$"
+_JSON_NUMBER = r"^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$"
 
 
 class Readings:
@@ -98,11 +102,16 @@ class Readings:
         return self._values[name]
 
     def floats(self, name: str) -> Floats:
-        """A numeric key's values as float64, NaN where missing or not a number column."""
+        """A numeric key's values as float64, NaN where missing or not a number."""
         found = self.children.get(name)
-        if found is None or found[0].type not in (pa.int64(), pa.float64()):
-            return np.full(self.rows, np.nan)
-        return _float_values(found[1])
+        if found is not None and found[0].type in (pa.int64(), pa.float64()):
+            return _float_values(found[1])
+        values = np.full(self.rows, np.nan)
+        if found is not None and _is_json(found[0]):
+            numeric = _filled(pc.match_substring_regex(found[1], _JSON_NUMBER))
+            if numeric.any():
+                values[np.flatnonzero(numeric)] = _float_values(found[1].filter(pa.array(numeric)))
+        return values
 
     def equals_one(self, name: str) -> tuple[Mask, Mask]:
         """Where ``data.get(name) == 1`` holds, and where that answer is known here."""
@@ -111,8 +120,9 @@ class Readings:
         if found is None:
             return np.zeros(self.rows, dtype=np.bool_), known
         field, array = found
-        if _is_json(field):
-            return np.zeros(self.rows, dtype=np.bool_), _filled(array.is_null())
+        if _is_json(field):  # 1, 1.0 and true equal 1; no text, list or object does
+            one = self.floats(name) == 1
+            return one | _filled(pc.equal(array, pa.scalar("true", pa.string()))), known
         if field.type in (pa.int64(), pa.float64(), pa.bool_()):  # True == 1 in Python
             return _filled(pc.equal(array, pa.scalar(1).cast(field.type))), known
         return np.zeros(self.rows, dtype=np.bool_), known  # text, null: never 1
@@ -125,7 +135,8 @@ class Readings:
             return np.zeros(self.rows, dtype=np.bool_), known
         field, array = found
         if _is_json(field):
-            return np.zeros(self.rows, dtype=np.bool_), _filled(array.is_null())
+            empty = pc.is_in(array, value_set=pa.array(["null", '""'], type=pa.string()))
+            return _filled(array.is_valid()) & ~_filled(empty), known
         if field.type == pa.string():
             return _filled(pc.not_equal(array, pa.scalar("", pa.string()))), known
         return _filled(array.is_valid()), known
@@ -176,11 +187,54 @@ def _field_cleared(
         return np.full(rows, not spec.required, dtype=np.bool_)
     field, array = column
     missing = _filled(array.is_null())
-    if _is_json(field) or field.type == pa.null():
+    if _is_json(field):
+        missing |= _filled(pc.equal(array, pa.scalar("null", pa.string())))
+        values_ok = _json_values_cleared(spec, check, array, latest)
+    elif field.type == pa.null():
         values_ok = np.zeros(rows, dtype=np.bool_)
     else:
         values_ok = _values_cleared(spec, check, field.type, array, latest)
     return np.where(missing, not spec.required, values_ok)
+
+
+def _json_values_cleared(
+    spec: FieldSpec, check: FieldCheck, array: pa.Array[Any], latest: float
+) -> Mask:
+    """A column of JSON text (values of mixed types: an edge writing 21 and 21.5, or a
+    row with text where numbers belong). Numbers are read from their text by Arrow
+    where the text is a JSON number (an integer's has no fraction or exponent), and
+    compared; any other field is checked once per distinct value."""
+    if spec.type in ("number", "integer") and spec.enum is None:
+        shape = _JSON_INTEGER if spec.type == "integer" else _JSON_NUMBER
+        numeric = _filled(pc.match_substring_regex(array, shape))
+        cleared = np.zeros(len(array), dtype=np.bool_)
+        if numeric.any():
+            values = _float_values(array.filter(pa.array(numeric)))
+            cleared[np.flatnonzero(numeric)] = _in_limits(spec, values, integers=True)
+        return cleared
+    distinct = pc.unique(array.drop_null()).to_pylist()  # texts: nulls dropped
+    passing = [
+        text
+        for text in distinct
+        if text is not None
+        and (value := orjson.loads(text)) is not None
+        and check(value, latest) is None
+    ]
+    if not passing:
+        return np.zeros(len(array), dtype=np.bool_)
+    return _filled(pc.is_in(array, value_set=pa.array(passing, type=pa.string())))
+
+
+def _in_limits(spec: FieldSpec, values: Floats, *, integers: bool) -> Mask:
+    """Where numbers lie within the spec's limits (as the fast path compares them);
+    ``integers``: some may be integers, cleared only where float64 holds them exactly."""
+    if integers:
+        lo = INT64_MIN if spec.min is None else max(spec.min, INT64_MIN)
+        hi = INT64_MAX if spec.max is None else min(spec.max, INT64_MAX)
+        return (np.abs(values) <= _EXACT_INTEGERS) & (values >= lo) & (values <= hi)
+    lo = -_FINITE if spec.min is None else spec.min
+    hi = _FINITE if spec.max is None else spec.max
+    return (values >= lo) & (values <= hi)  # NaN fails both
 
 
 def _values_cleared(
@@ -190,16 +244,9 @@ def _values_cleared(
     rows = len(array)
     numeric = spec.type in ("number", "integer")
     if numeric and spec.enum is None and type_ == pa.int64():
-        values = _float_values(array)
-        lo = INT64_MIN if spec.min is None else max(spec.min, INT64_MIN)
-        hi = INT64_MAX if spec.max is None else min(spec.max, INT64_MAX)
-        exact = np.abs(values) <= _EXACT_INTEGERS
-        return exact & (values >= lo) & (values <= hi)
+        return _in_limits(spec, _float_values(array), integers=True)
     if spec.type == "number" and spec.enum is None and type_ == pa.float64():
-        values = _float_values(array)
-        lo = -_FINITE if spec.min is None else spec.min
-        hi = _FINITE if spec.max is None else spec.max
-        return (values >= lo) & (values <= hi)  # NaN fails both
+        return _in_limits(spec, _float_values(array), integers=False)
     if spec.type == "timestamp":
         if type_ != pa.string():
             return np.zeros(rows, dtype=np.bool_)

@@ -33,6 +33,7 @@ from typing import Any, cast
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 JSON_TEXT = b"sensorpipe.json"
 ABSENT_IS_NULL = b"sensorpipe.absent"
@@ -209,7 +210,7 @@ def problems(table: pa.Table) -> str | None:
     for field, column in zip(table.schema, table.columns, strict=True):
         problem = _field_problem(field, field.name)
         if problem is None and (field.metadata or {}).get(JSON_TEXT) == _MARK:
-            problem = _json_problem(column.to_pylist(), field.name)
+            problem = _json_problem(column, field.name)
         elif problem is None and pa.types.is_struct(field.type):
             problem = _children_problem(column, field.name)
         if problem is not None:
@@ -247,7 +248,7 @@ def _children_problem(column: pa.ChunkedArray[Any], where: str) -> str | None:
         values = pa.chunked_array(parts, type=child.type)
         problem = None
         if (child.metadata or {}).get(JSON_TEXT) == _MARK:
-            problem = _json_problem(values.to_pylist(), f"{where}.{child.name}")
+            problem = _json_problem(values, f"{where}.{child.name}")
         elif pa.types.is_struct(child.type):
             problem = _children_problem(values, f"{where}.{child.name}")
         if problem is not None:
@@ -255,12 +256,21 @@ def _children_problem(column: pa.ChunkedArray[Any], where: str) -> str | None:
     return None
 
 
-def _json_problem(cells: list[Any], where: str) -> str | None:
-    for index, cell in enumerate(cells):
-        if cell is None:
-            continue
+# JSON text that is certainly a number orjson reads and writes back (a finite float, an
+# integer well within 64 bits): the common cell of a JSON-text column, not parsed here.
+_PLAIN_NUMBER = r"^-?(?:0|[1-9]\d{0,17})(?:\.\d{1,17})?(?:[eE][+-]?\d{1,2})?$"
+
+
+def _json_problem(column: pa.ChunkedArray[Any], where: str) -> str | None:
+    matched = pc.match_substring_regex(column, _PLAIN_NUMBER)
+    plain = cast("pa.ChunkedArray[Any]", pc.fill_null(matched, pa.scalar(True)))
+    rows = np.flatnonzero(~np.asarray(plain.to_numpy(zero_copy_only=False), dtype=np.bool_))
+    if not len(rows):
+        return None
+    cells = column.take(rows).to_pylist()
+    for index, cell in zip(rows.tolist(), cells, strict=True):
         try:
-            orjson.dumps(orjson.loads(cell))  # what reads must write again (depth)
+            orjson.dumps(orjson.loads(cell or ""))  # what reads must write again (depth)
         except (orjson.JSONDecodeError, orjson.JSONEncodeError) as exc:
             return f"column {where!r} row {index} is not JSON a stage could write: {exc}"
     return None
