@@ -201,6 +201,9 @@ class DiscardingStore:
     def get(self, key: str) -> Stored | None:
         return None
 
+    def get_many(self, keys: list[str]) -> list[Stored | None]:
+        return [None for _ in keys]
+
     def exists(self, key: str) -> bool:
         return False
 

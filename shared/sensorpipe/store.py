@@ -86,6 +86,11 @@ class ObjectStore(Protocol):
         """The object, or None if the key does not exist; StoreError if unreadable."""
         ...
 
+    def get_many(self, keys: list[str]) -> list[Stored | None]:
+        """:meth:`get` of every key (in parallel where that helps), in the keys' order;
+        StoreError if any read failed."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def put(
@@ -137,6 +142,11 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise StoreError(f"reading {self.uri(key)} failed: {exc}") from exc
         return Stored(body, response["ETag"], dict(response.get("Metadata", {})))
+
+    def get_many(self, keys: list[str]) -> list[Stored | None]:
+        if len(keys) <= 1:
+            return [self.get(key) for key in keys]
+        return list(self._pool.map(self.get, keys))
 
     def exists(self, key: str) -> bool:
         try:
@@ -225,6 +235,9 @@ class MemoryObjectStore:
     def get(self, key: str) -> Stored | None:
         with self._lock:
             return self.objects.get(key)
+
+    def get_many(self, keys: list[str]) -> list[Stored | None]:
+        return [self.get(key) for key in keys]
 
     def exists(self, key: str) -> bool:
         with self._lock:
