@@ -203,6 +203,9 @@ class DiscardingStore:
     def get_many(self, keys: list[str]) -> list[Stored | None]:
         return [None for _ in keys]
 
+    def keys(self, prefix: str) -> list[str]:
+        return []
+
     def exists(self, key: str) -> bool:
         return False
 

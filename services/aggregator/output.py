@@ -16,7 +16,10 @@ readings and keeps every metric's ``m2``, so it is also the state a later revisi
 starts from: :class:`WindowStore` reads a page back (one GET per page, kept in memory
 for the next revisions and writes of that page) when a revision needs a window this
 process no longer remembers, and reads it before rewriting a page it does not hold, so
-a page is never rewritten without a document it held.
+a page is never rewritten without a document it held. A window its own page lacks is
+looked for in the other shards' pages of its start (one listing): after a change of the
+shard count, a sensor's earlier windows are in its former shard's pages, and the
+revision written here (into this shard's page, one higher) is then the latest.
 
 Late and unusable side outputs (error bucket), one object each per source batch and
 shard (or per message without a position), one line per record with its reason:
@@ -40,7 +43,7 @@ import orjson
 
 from sensorpipe.errors import SensorPipeError
 from sensorpipe.objects import event_time_partition, jsonl
-from sensorpipe.pages import page_entries, page_key, page_metadata, render_page
+from sensorpipe.pages import is_page_key, page_entries, page_key, page_metadata, render_page
 from sensorpipe.records import event_time_us, instant_text
 from sensorpipe.store import ObjectStore, Put
 from services.aggregator.statistics import from_summary, summary
@@ -186,13 +189,38 @@ class WindowStore:
     def read_many(self, windows: list[WindowId]) -> list[WindowState | None]:
         """The written windows (None: never written), one GET per page not held."""
         pages = self._pages_of(sorted({w.start_us for w in windows}))
-        out: list[WindowState | None] = []
-        for window in windows:
-            doc = pages[window.start_us].get(window.sensor_id)
-            out.append(None if doc is None else self._state(doc, window))
         for start_us, page in pages.items():
             self._keep(start_us, page)
+        docs = [pages[w.start_us].get(w.sensor_id) for w in windows]
+        missing = [w for w, doc in zip(windows, docs, strict=True) if doc is None]
+        elsewhere = self._other_shards(missing) if missing else {}
+        out: list[WindowState | None] = []
+        for window, doc in zip(windows, docs, strict=True):
+            doc = doc or elsewhere.get(window)
+            out.append(None if doc is None else self._state(doc, window))
         return out
+
+    def _other_shards(self, windows: list[WindowId]) -> dict[WindowId, dict[str, Any]]:
+        """Documents of ``windows`` in other shards' pages (the shard count changed and a
+        sensor moved here): the highest revision of each. One listing per window start;
+        rare, since only a window this shard never wrote asks."""
+        wanted = {(w.sensor_id, w.start_us) for w in windows}
+        found: dict[WindowId, dict[str, Any]] = {}
+        for start_us in sorted({w.start_us for w in windows}):
+            own = self.key(start_us)
+            folder = own.rsplit("/", 1)[0] + "/"
+            keys = [k for k in self._store.keys(folder) if is_page_key(k) and k != own]
+            for key, stored in zip(keys, self._store.get_many(keys), strict=True):
+                if stored is None:
+                    continue
+                for sensor, doc in self._parse(key, stored.body).items():
+                    window = WindowId(sensor, start_us)
+                    if (sensor, start_us) not in wanted:
+                        continue
+                    held = found.get(window)
+                    if held is None or doc.get("revision", 0) > held.get("revision", 0):
+                        found[window] = doc
+        return found
 
     def read(self, window: WindowId) -> WindowState | None:
         """The written window, or None if it was never written."""

@@ -227,6 +227,14 @@ def test_get_many_reads_every_key_in_order_and_absent_ones_as_none(store: Object
     assert store.get_many([]) == []
 
 
+def test_keys_lists_a_prefix_sorted(store: ObjectStore) -> None:
+    for key in ("p/b/2", "p/a=1/x", "p/b/1", "q/p/1", "p"):
+        store.put(key, b"")
+    assert store.keys("p/") == sorted(["p/a=1/x", "p/b/1", "p/b/2"])
+    assert store.keys("p/b/") == ["p/b/1", "p/b/2"]
+    assert store.keys("none/") == []
+
+
 # -- the same answers ----------------------------------------------------------------------
 
 

@@ -133,3 +133,22 @@ def test_a_rewrite_gives_byte_identical_pages() -> None:
     assert {k: v.body for k, v in one.objects.items()} == {
         k: v.body for k, v in two.objects.items()
     }
+
+
+def test_a_window_another_shard_wrote_is_found_in_its_page() -> None:
+    """After a change of the shard count a sensor's written windows are in its former
+    shard's pages: a revision here starts from that document, the highest revision."""
+    store = CountingStore()
+    WindowStore(store, "1-minute", MINUTE_US, shard=1).write([state("m", START_US, [1, 2])])
+    WindowStore(store, "1-minute", MINUTE_US, shard=2).write([state("m", START_US, [1], 3)])
+    WindowStore(store, "1-minute", MINUTE_US, shard=0).write([state("n", START_US, [4])])
+    here = WindowStore(store, "1-minute", MINUTE_US, shard=0)
+    found, nobody = here.read_many([WindowId("m", START_US), WindowId("x", START_US)])
+    assert nobody is None
+    assert found is not None and found.revision == 3 and found.members.tolist() == [1]
+    found.revision += 1
+    here.write([found])
+    assert [(d["sensor_id"], d["revision"]) for d in lines(store, here.key(START_US))] == [
+        ("m", 4),
+        ("n", 0),
+    ]
