@@ -54,10 +54,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-import orjson
-
 from sensorpipe.config import PipelineConfig
 from sensorpipe.envelope import Envelope, Position, decode, encode
+from sensorpipe.pages import is_page_key, page_entries
 from sensorpipe.records import METRICS
 from sensorpipe.runtime import Message
 from sensorpipe.stateful import Batch
@@ -201,6 +200,12 @@ class DiscardingStore:
     def get(self, key: str) -> Stored | None:
         return None
 
+    def get_many(self, keys: list[str]) -> list[Stored | None]:
+        return [None for _ in keys]
+
+    def keys(self, prefix: str) -> list[str]:
+        return []
+
     def exists(self, key: str) -> bool:
         return False
 
@@ -233,9 +238,9 @@ class FoldRun:
 def windows_of(store: MemoryObjectStore) -> dict[tuple[str, int], dict[str, Any]]:
     out = {}
     for key, stored in store.objects.items():
-        if key.startswith("1-minute/"):
-            doc = orjson.loads(stored.body)
-            out[(doc["sensor_id"], instant_us(doc["window_start"]) // 60_000_000)] = doc
+        if is_page_key(key):
+            for doc in page_entries(stored.body):
+                out[(doc["sensor_id"], instant_us(doc["window_start"]) // 60_000_000)] = doc
     return out
 
 

@@ -112,6 +112,7 @@ from sensorpipe.devstack.processes import ServiceProcess
 from sensorpipe.envelope import Encoded, Envelope, decode, encode_to_fit
 from sensorpipe.lineage import enrich_envelope, process_lineage
 from sensorpipe.objects import ObjectWriter
+from sensorpipe.pages import is_page_key, page_entries
 from sensorpipe.provisioning import provision
 from sensorpipe.runtime import EnvelopeProducer
 from sensorpipe.stateful import Batch
@@ -637,8 +638,11 @@ def fused_once(config: PipelineConfig, envelopes: list[Envelope]) -> FusedRun:
     notifier.advance(progress)
     notifier.flush()
     cpu = time.process_time() - started
-    prefix = config.windowing.output_prefix.strip("/") + "/"
-    windows = sum(key.startswith(prefix) for key in aggregated.objects)
+    windows = sum(  # window documents, in pages of one window start
+        len(page_entries(stored.body))
+        for key, stored in aggregated.objects.items()
+        if is_page_key(key)
+    )
     return FusedRun(cpu, windows, queue.sent, errors, objects)
 
 

@@ -1,4 +1,4 @@
-"""Window latency on a live feed: how long after a 1-minute window ends is its object written?
+"""Window latency on a live feed: how long after a 1-minute window ends is its page written?
 
     .venv/bin/python benchmarks/bench_window_latency.py [--duration 150] [--rate 10]
         [--sensors 20] [--locations 5] [--batch-size 50] [--poll-interval 0.5]
@@ -15,7 +15,8 @@ and enricher, validator, router, aggregator (shard 0) and notifier (shard 0) run
 Windowing is the configured one (60 s windows, grace 10 s, idle flush 30 s by default;
 ``SENSORPIPE__WINDOWING__*`` overrides are honoured and the effective values printed).
 
-What is measured, for every window document written:
+What is measured, for every page written (the window documents of one minute and shard,
+which close together and go out in one object, ``sensorpipe.pages``):
 
 * **first seen**: a thread lists the aggregated bucket every 0.5 s (the hour partitions
   the feed covers) and notes when each key first appears; that is an upper bound of the
@@ -84,7 +85,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import yaml
 
 from edge.simulator.simulation import Simulation, SimulationOptions
@@ -99,6 +99,7 @@ from sensorpipe.controller import PipelineController
 from sensorpipe.devstack.processes import ServiceProcess
 from sensorpipe.envelope import Position, decode
 from sensorpipe.objects import hive_partition, read_jsonl
+from sensorpipe.pages import page_entries
 from sensorpipe.provisioning import provision
 from sensorpipe.runtime import EnvelopeProducer
 from services.aggregator.config import AggregatorSettings
@@ -304,8 +305,9 @@ class Window:
     last_modified: float  # S3's LastModified of the first version seen (whole seconds)
     etag: str
     end: float = math.nan  # window end, epoch seconds (from the document)
-    revision: int = 0
-    record_count: int = 0
+    revision: int = 0  # the page's highest
+    record_count: int = 0  # the page's sum
+    documents: int = 0  # window documents in the page (one per sensor of the shard)
     etag_changes: int = 0  # the object changed after it was first seen: a revision
 
 
@@ -378,10 +380,12 @@ class Watcher(threading.Thread):
             at += timedelta(hours=1)
 
     def _read(self, s3: S3Client, window: Window) -> None:
-        doc = orjson.loads(s3.get_object(Bucket=self.bucket, Key=window.key)["Body"].read())
-        window.end = to_epoch(doc["window_end"])
-        window.revision = int(doc["revision"])
-        window.record_count = int(doc["record_count"])
+        body = s3.get_object(Bucket=self.bucket, Key=window.key)["Body"].read()
+        docs = page_entries(body)  # a page: every window of one start (and shard)
+        window.end = to_epoch(docs[0]["window_end"])
+        window.revision = max(int(doc["revision"]) for doc in docs)
+        window.record_count = sum(int(doc["record_count"]) for doc in docs)
+        window.documents = len(docs)
 
     def _sample_lag(self, conn: sqlite3.Connection) -> None:
         with suppress(sqlite3.OperationalError):  # no table yet
@@ -599,12 +603,13 @@ def run(args: argparse.Namespace, workdir: Path, started: Started) -> bool:
         text = aggregator.metrics_text()
         closed = metric_total(text, "sensorpipe_aggregator_windows_total", what="closed")
         still_open = metric_total(text, "sensorpipe_aggregator_open_windows")
-        if closed and not still_open and len(watcher.snapshot()) >= closed:
+        seen = sum(w.documents for w in watcher.snapshot())
+        if closed and not still_open and seen >= closed:
             break
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"windows not all written {wait_s:.0f} s after the feed ended: {closed:.0f} "
-                f"closed, {still_open:.0f} open, {len(watcher.snapshot())} seen"
+                f"closed, {still_open:.0f} open, {seen} seen"
             )
         time.sleep(0.5)
     written_s = time.monotonic() - t0
@@ -714,10 +719,10 @@ def report(
     in_windows = sum(w.record_count for w in windows)
     ends = len({w.end for w in by_watermark})
     print(
-        f"windows: {len(windows)} written ({len(by_watermark)} closed by the watermark at "
-        f"{ends} window end(s), {len(tail)} by idle flush), {revised_count} revised "
-        f"(S3 keys with more than one version: {versions}, aggregator counter: "
-        f"{revised_metric:.0f})"
+        f"windows: {sum(w.documents for w in windows)} written in {len(windows)} page(s) "
+        f"({len(by_watermark)} page(s) closed by the watermark at {ends} window end(s), "
+        f"{len(tail)} by idle flush), {revised_count} revised (pages with more than one "
+        f"version: {versions}, aggregator counter: {revised_metric:.0f})"
     )
     print(
         f"readings: {rows} in the database, {in_windows} in windows, {rejected} rejected; "

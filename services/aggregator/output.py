@@ -1,13 +1,25 @@
-"""What the aggregator writes: window documents and the late side output.
+"""What the aggregator writes: pages of window documents and the late side output.
 
-Window objects (aggregated bucket), one per (sensor, window), key from that identity:
-``<output_prefix>/year=/month=/day=/hour=/sensor_id=<id>/<window start>.json``. A
-revision (readings that came after the window was written, within the allowed
-lateness) rewrites the same key with the complete document and ``revision`` one
-higher; the bucket is versioned, so every revision stays readable, and a lake picks the
-latest per (sensor_id, window_start) by the highest ``revision`` (docs/WINDOWS.md). A
-document lists the ids of its member readings and keeps every metric's ``m2``, so it is
-also the state a later revision starts from.
+Window documents (aggregated bucket), one per (sensor, window), go out in *pages*: one
+object per (window start, shard) holding every document of the shard's sensors whose
+window starts then (``sensorpipe.pages``: the key, the bytes, the readers' side)::
+
+    <output_prefix>/year=/month=/day=/hour=/window_start=<start>/shard-<n>.jsonl.gz
+
+Windows closing together (every window of one start closes at one watermark) share one
+PUT. A revision (readings that came after the window was written, within the allowed
+lateness) rewrites its page: the complete revised document, ``revision`` one higher, and
+the page's other documents as they were. The bucket is versioned, so every revision
+stays readable, and a lake picks the latest per (sensor_id, window_start) by the
+highest ``revision`` (docs/WINDOWS.md). A document lists the offsets of its member
+readings and keeps every metric's ``m2``, so it is also the state a later revision
+starts from: :class:`WindowStore` reads a page back (one GET per page, kept in memory
+for the next revisions and writes of that page) when a revision needs a window this
+process no longer remembers, and reads it before rewriting a page it does not hold, so
+a page is never rewritten without a document it held. A window its own page lacks is
+looked for in the other shards' pages of its start (one listing): after a change of the
+shard count, a sensor's earlier windows are in its former shard's pages, and the
+revision written here (into this shard's page, one higher) is then the latest.
 
 Late and unusable side outputs (error bucket), one object each per source batch and
 shard (or per message without a position), one line per record with its reason:
@@ -15,15 +27,13 @@ shard (or per message without a position), one line per record with its reason:
 the allowed lateness, ``unusable/<partition>/<batch>.jsonl.gz`` for records that cannot
 be windowed at all.
 
-The sensor id is one key segment, ``sensor_id=<sensorpipe.objects.key_segment(id)>``:
-an id with ``/``, ``=``, ``..``, a newline or any other character gives one safe segment,
-two ids never give the same one, and an id whose encoding passes :data:`_MAX_SEGMENT`
-characters is shortened with a digest of the whole id: keys stay within S3's 1,024 bytes.
+Sensor ids never appear in keys any more: any spelling (``/``, ``=``, ``..``, a newline,
+ten thousand characters) is only a value inside a page.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -32,7 +42,8 @@ import numpy as np
 import orjson
 
 from sensorpipe.errors import SensorPipeError
-from sensorpipe.objects import event_time_partition, hive_partition, jsonl, key_segment
+from sensorpipe.objects import event_time_partition, jsonl
+from sensorpipe.pages import is_page_key, page_entries, page_key, page_metadata, render_page
 from sensorpipe.records import event_time_us, instant_text
 from sensorpipe.store import ObjectStore, Put
 from services.aggregator.statistics import from_summary, summary
@@ -40,8 +51,6 @@ from services.aggregator.windows import Provenance, WindowId, WindowState
 
 DOCUMENT_VERSION = 2
 _US = 1_000_000
-# The longest sensor segment of a window key, in bytes (S3 keys: 1,024 bytes at most).
-_MAX_SEGMENT = 240
 UNUSABLE_PREFIX = "unusable"
 
 
@@ -53,23 +62,6 @@ class OutputReadError(SensorPipeError):
 def _iso(at_us: int) -> str:
     moment = datetime.fromtimestamp(at_us // _US, UTC).replace(microsecond=at_us % _US)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@lru_cache(maxsize=4096)
-def _start_parts(start_us: int) -> tuple[str, str]:
-    start = datetime.fromtimestamp(start_us // _US, UTC)
-    return hive_partition(start), start.strftime("%Y%m%dT%H%M%SZ")
-
-
-def sensor_segment(sensor_id: str) -> str:
-    """A sensor id as one safe, collision-free, bounded key segment."""
-    return key_segment(sensor_id, limit=_MAX_SEGMENT)
-
-
-def window_key(prefix: str, window: WindowId) -> str:
-    partition, name = _start_parts(window.start_us)
-    sensor = sensor_segment(window.sensor_id)
-    return f"{prefix.strip('/')}/{partition}/sensor_id={sensor}/{name}.json"
 
 
 def window_document(state: WindowState, size_us: int) -> dict[str, Any]:
@@ -132,63 +124,144 @@ def state_from_document(doc: dict[str, Any], window: WindowId) -> WindowState:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedWindow:
-    key: str
-    body: bytes
-    metadata: dict[str, str]
-
-
-def render_window(prefix: str, state: WindowState, size_us: int) -> RenderedWindow:
-    doc = window_document(state, size_us)
-    metadata = {
-        "sensor-id": sensor_segment(state.id.sensor_id),
-        "window-start": doc["window_start"],
-        "window-end": doc["window_end"],
-        "revision": str(doc["revision"]),
-        "record-count": str(doc["record_count"]),
-        "scenario": ",".join(doc["scenarios"]),
-        "config-version": ",".join(str(v) for v in doc["config_versions"]),
-        "first-event-time": doc["first_reading_at"],
-        "last-event-time": doc["last_reading_at"],
-    }
-    return RenderedWindow(
-        window_key(prefix, state.id),
-        orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY),
-        metadata,
-    )
-
-
 class WindowStore:
-    """Window documents in the aggregated bucket."""
+    """Window documents in the aggregated bucket, in pages of one (window start, shard).
 
-    def __init__(self, store: ObjectStore, prefix: str, size_us: int) -> None:
+    Pages this process read or wrote are kept (their documents, newest use last) until
+    they hold more than ``remembered`` documents together; the newest page is always
+    kept. One consumer per shard is the deployment rule, so what is kept stays what is
+    written; :meth:`forget` drops it all (a restore: another process may have written).
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        prefix: str,
+        size_us: int,
+        *,
+        shard: int = 0,
+        remembered: int = 5_000,
+    ) -> None:
         self._store = store
         self.prefix = prefix
         self.size_us = size_us
+        self.shard = shard
+        self.remembered = remembered
+        self._pages: OrderedDict[int, dict[str, dict[str, Any]]] = OrderedDict()
+        self._held = 0  # documents in self._pages
+
+    def key(self, start_us: int) -> str:
+        return page_key(self.prefix, start_us, self.shard)
+
+    def forget(self) -> None:
+        self._pages.clear()
+        self._held = 0
 
     def write(self, states: list[WindowState]) -> None:
-        """Write the windows' documents (rendered here, sent by the store)."""
-        puts = []
+        """Write the windows' pages: each page of a window start once, holding the given
+        documents and every other document the page held."""
+        docs: dict[int, dict[str, dict[str, Any]]] = {}
         for state in states:
-            rendered = render_window(self.prefix, state, self.size_us)
-            puts.append(Put(rendered.key, rendered.body, rendered.metadata))
-        if puts:
-            self._store.put_many(puts)
+            docs.setdefault(state.id.start_us, {})[state.id.sensor_id] = window_document(
+                state, self.size_us
+            )
+        if not docs:
+            return
+        pages = self._pages_of(list(docs))
+        puts = []
+        for start_us, new in docs.items():
+            page = {**pages[start_us], **new}
+            documents = list(page.values())
+            puts.append(
+                Put(
+                    self.key(start_us),
+                    render_page(documents),
+                    page_metadata(documents, self.shard),
+                    content_type="application/x-ndjson",
+                    gzipped=True,
+                )
+            )
+            pages[start_us] = page
+        self._store.put_many(puts)
+        for start_us in docs:
+            self._keep(start_us, pages[start_us])
+
+    def read_many(self, windows: list[WindowId]) -> list[WindowState | None]:
+        """The written windows (None: never written), one GET per page not held."""
+        pages = self._pages_of(sorted({w.start_us for w in windows}))
+        for start_us, page in pages.items():
+            self._keep(start_us, page)
+        docs = [pages[w.start_us].get(w.sensor_id) for w in windows]
+        missing = [w for w, doc in zip(windows, docs, strict=True) if doc is None]
+        elsewhere = self._other_shards(missing) if missing else {}
+        out: list[WindowState | None] = []
+        for window, doc in zip(windows, docs, strict=True):
+            doc = doc or elsewhere.get(window)
+            out.append(None if doc is None else self._state(doc, window))
+        return out
+
+    def _other_shards(self, windows: list[WindowId]) -> dict[WindowId, dict[str, Any]]:
+        """Documents of ``windows`` in other shards' pages (the shard count changed and a
+        sensor moved here): the highest revision of each. One listing per window start;
+        rare, since only a window this shard never wrote asks."""
+        wanted = {(w.sensor_id, w.start_us) for w in windows}
+        found: dict[WindowId, dict[str, Any]] = {}
+        for start_us in sorted({w.start_us for w in windows}):
+            own = self.key(start_us)
+            folder = own.rsplit("/", 1)[0] + "/"
+            keys = [k for k in self._store.keys(folder) if is_page_key(k) and k != own]
+            for key, stored in zip(keys, self._store.get_many(keys), strict=True):
+                if stored is None:
+                    continue
+                for sensor, doc in self._parse(key, stored.body).items():
+                    window = WindowId(sensor, start_us)
+                    if (sensor, start_us) not in wanted:
+                        continue
+                    held = found.get(window)
+                    if held is None or doc.get("revision", 0) > held.get("revision", 0):
+                        found[window] = doc
+        return found
 
     def read(self, window: WindowId) -> WindowState | None:
         """The written window, or None if it was never written."""
-        key = window_key(self.prefix, window)
-        stored = self._store.get(key)
-        if stored is None:
-            return None
+        (state,) = self.read_many([window])
+        return state
+
+    def _pages_of(self, starts: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+        """The documents of each page, by sensor: held, else read (all at once)."""
+        out = {start: self._pages[start] for start in starts if start in self._pages}
+        missing = [start for start in starts if start not in out]
+        keys = [self.key(start) for start in missing]
+        for start, key, stored in zip(missing, keys, self._store.get_many(keys), strict=True):
+            out[start] = {} if stored is None else self._parse(key, stored.body)
+        return out
+
+    def _parse(self, key: str, body: bytes) -> dict[str, dict[str, Any]]:
         try:
-            return state_from_document(orjson.loads(stored.body), window)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return {str(doc["sensor_id"]): doc for doc in page_entries(body)}
+        except ValueError as exc:
             raise OutputReadError(
-                f"{self._store.uri(key)} is not a window document: {exc}",
+                f"{self._store.uri(key)} is not a page of window documents: {exc}",
                 hint="restore an earlier version (the bucket is versioned) or delete it",
             ) from exc
+
+    def _state(self, doc: dict[str, Any], window: WindowId) -> WindowState:
+        try:
+            return state_from_document(doc, window)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise OutputReadError(
+                f"{self._store.uri(self.key(window.start_us))} holds no readable window "
+                f"document of {window.sensor_id!r}: {exc}",
+                hint="restore an earlier version (the bucket is versioned) or delete it",
+            ) from exc
+
+    def _keep(self, start_us: int, page: dict[str, dict[str, Any]]) -> None:
+        held = self._pages.pop(start_us, None)
+        self._held += len(page) - (0 if held is None else len(held))
+        self._pages[start_us] = page
+        while len(self._pages) > 1 and self._held > self.remembered:
+            _, dropped = self._pages.popitem(last=False)
+            self._held -= len(dropped)
 
 
 def late_line(

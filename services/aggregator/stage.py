@@ -7,7 +7,7 @@ to write. Per batch:
 1. ``prepare``: read the batch into columns and group its rows by (sensor, window);
    fetch the written documents of closed windows the batch touches that are not in
    memory (the only reads: rare, since only readings later than the watermark need
-   them).
+   them; one GET per page, a page holds every window of one start).
 2. ``apply``: per window, :func:`~services.aggregator.windows.fate` decides what
    becomes of its new readings (readings it holds already are duplicates, found for the
    whole batch at once); the statistics of every kept group come from one bulk
@@ -15,7 +15,7 @@ to write. Per batch:
    readings become side-output lines.
 3. ``advance``: windows whose end the watermark reached are closed: revision 0.
 4. ``flush``: the closed and revised windows, the late lines and the unusable lines
-   are written.
+   are written: one page per window start, however many of its windows changed.
 
 Every record of a batch ends in exactly one place, counted by its fate: folded,
 duplicate, revised, late (``late/`` in the error bucket) or unusable (``unusable/``:
@@ -166,6 +166,7 @@ class AggregatorStage:
         self.open = OpenWindows(self.rules.size_us)
         self._origins, self._code_of = [], {}
         self._written.clear()
+        self._windows.forget()
         self._out = _Outputs()
         self._prepared = None
         self.watermark_us = None if snapshot is None else snapshot.get("watermark_us")
@@ -195,11 +196,8 @@ class AggregatorStage:
                 written[window] = self._written[window]
             else:
                 wanted.append(window)
-        if wanted:
-            pool = self._writers
-            read = self._windows.read
-            found = list(pool.map(read, wanted) if pool else map(read, wanted))
-            for window, state in zip(wanted, found, strict=True):
+        if wanted:  # one GET per page (window start), the pages read in parallel
+            for window, state in zip(wanted, self._windows.read_many(wanted), strict=True):
                 written[window] = state
                 self._remember(window, state)
         self._prepared = _Prepared(batch, groups, written)

@@ -5,7 +5,8 @@
 - throughput and lag: the Prometheus that scrapes the services (optional);
 - rejected records: the newest ``rejected/`` objects of the error bucket;
 - notifications: the notifier's ledger (``notifications/`` in the archival bucket);
-- windows: the newest window documents of the aggregated bucket.
+- windows: the newest window documents of the aggregated bucket (its pages, one per
+  window start and shard, newest first).
 
 Each section is read on its own: one that fails says why in its place (``error``) and
 the others still show.
@@ -24,7 +25,6 @@ from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,6 +33,7 @@ from sensorpipe.config import BucketKind, PipelineConfig
 from sensorpipe.controller.store import PipelineController
 from sensorpipe.errors import SensorPipeError
 from sensorpipe.objects import read_jsonl
+from sensorpipe.pages import is_page_key, latest_documents, page_entries
 from sensorpipe.replay.status import queue_roles, queue_status
 from services.dashboard.config import DashboardSettings
 from services.dashboard.partitions import hours_newest_first, keys_under
@@ -49,6 +50,8 @@ _PARALLEL_READS = 8
 # How far back the newest-first walks go (hour partitions): a quiet error bucket or an
 # unknown sensor must not turn a page refresh into a walk over months of partitions.
 MAX_HOURS_BACK = 48
+# Window pages read for one request at most (one per window start and shard).
+MAX_PAGES_READ = 240
 # PromQL of the throughput and lag sections (metric names: sensorpipe.runtime.metrics).
 RECORDS_PER_SECOND = "sum by (service, outcome) (rate(sensorpipe_records_processed_total[1m]))"
 LAG_P95_SECONDS = (
@@ -153,20 +156,35 @@ class PipelineView:
         return {"bucket": bucket, "notifications": [_notification_row(d) for d in docs]}
 
     def windows(self, sensor_id: str | None = None) -> dict[str, Any]:
+        """The newest window documents (latest revisions), optionally one sensor's.
+
+        Pages are read newest window start first, every shard's page of one start
+        together, until there are enough rows or :data:`MAX_PAGES_READ` pages were
+        read (a sensor id is inside pages, not in keys: a filter reads pages too)."""
         bucket = self.config.buckets.name(BucketKind.AGGREGATED)
         prefix = self.config.windowing.output_prefix.strip("/") + "/"
-        wanted = f"sensor_id={quote(sensor_id, safe='-_.')}/" if sensor_id else None
-        keys: list[str] = []
+        found: list[dict[str, Any]] = []
+        read = 0
         for hour in islice(hours_newest_first(self.s3, bucket, prefix), MAX_HOURS_BACK):
-            keys += keys_under(
-                self.s3, bucket, hour, descend=lambda p: wanted is None or p.endswith(wanted)
-            )
-            if len(keys) >= self.settings.rows:
+            by_start: dict[str, list[str]] = {}
+            for key in keys_under(self.s3, bucket, hour):
+                if is_page_key(key):
+                    by_start.setdefault(key.rsplit("/", 1)[0], []).append(key)
+            for start in sorted(by_start, reverse=True):
+                for docs in self._read_all(bucket, sorted(by_start[start]), page_entries):
+                    found += [d for d in docs if sensor_id is None or d["sensor_id"] == sensor_id]
+                read += len(by_start[start])
+                if len(found) >= self.settings.rows or read >= MAX_PAGES_READ:
+                    break
+            if len(found) >= self.settings.rows or read >= MAX_PAGES_READ:
                 break
-        # Newest window first (the file name is its start), then by sensor.
-        keys.sort(key=lambda k: (k.rsplit("/", 1)[-1], k), reverse=True)
-        docs = self._read_all(bucket, keys[: self.settings.rows], orjson.loads)
-        return {"bucket": bucket, "sensor_id": sensor_id, "windows": [_window_row(d) for d in docs]}
+        latest = sorted(
+            latest_documents(found).values(),
+            key=lambda d: (str(d["window_start"]), str(d["sensor_id"])),
+            reverse=True,
+        )
+        rows = [_window_row(d) for d in latest[: self.settings.rows]]
+        return {"bucket": bucket, "sensor_id": sensor_id, "windows": rows}
 
     # -- reading -----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """One conditional object store, on S3 or in memory.
 
 The stateful stages keep their checkpoints, and write their outputs, through this one
-interface: ``get`` a key (body, ETag, metadata, or None when absent) and ``put`` a key,
+interface: ``get`` a key (body, ETag, metadata, or None when absent; ``get_many`` reads
+several at once, ``keys`` lists a prefix) and ``put`` a key,
 optionally only if it is absent (``Expect.ABSENT``) or only if it still has the ETag
 last read or written (``expect="<etag>"``). A refused condition raises
 :class:`StoreConflict`: another writer came first. That is how a stage finds out that a
@@ -86,7 +87,16 @@ class ObjectStore(Protocol):
         """The object, or None if the key does not exist; StoreError if unreadable."""
         ...
 
+    def get_many(self, keys: list[str]) -> list[Stored | None]:
+        """:meth:`get` of every key (in parallel where that helps), in the keys' order;
+        StoreError if any read failed."""
+        ...
+
     def exists(self, key: str) -> bool: ...
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key that starts with ``prefix``, sorted; StoreError if unlistable."""
+        ...
 
     def put(
         self,
@@ -137,6 +147,26 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise StoreError(f"reading {self.uri(key)} failed: {exc}") from exc
         return Stored(body, response["ETag"], dict(response.get("Metadata", {})))
+
+    def get_many(self, keys: list[str]) -> list[Stored | None]:
+        if len(keys) <= 1:
+            return [self.get(key) for key in keys]
+        return list(self._pool.map(self.get, keys))
+
+    def keys(self, prefix: str) -> list[str]:
+        out: list[str] = []
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._bucket, Prefix=prefix
+            )
+            for page in pages:
+                out.extend(item["Key"] for item in page.get("Contents", []))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise StoreError(f"listing {self.uri(prefix)} failed: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"listing {self.uri(prefix)} failed: {exc}") from exc
+        return sorted(out)
 
     def exists(self, key: str) -> bool:
         try:
@@ -225,6 +255,13 @@ class MemoryObjectStore:
     def get(self, key: str) -> Stored | None:
         with self._lock:
             return self.objects.get(key)
+
+    def get_many(self, keys: list[str]) -> list[Stored | None]:
+        return [self.get(key) for key in keys]
+
+    def keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            return sorted(key for key in self.objects if key.startswith(prefix))
 
     def exists(self, key: str) -> bool:
         with self._lock:

@@ -43,7 +43,8 @@ def test_smoke_run_measures_windows_of_a_live_feed(localstack: str) -> None:
         assert int(found.group(1)) >= 1, f"nothing measured for {label!r}:\n{out}"
     assert re.search(rf"^grace: {NUMBER} s", out, re.MULTILINE), out
     windows = re.search(
-        r"^windows: ([0-9]+) written \(([0-9]+) closed by the watermark .*\), ([0-9]+) revised",
+        r"^windows: ([0-9]+) written in [0-9]+ page\(s\) \(([0-9]+) page\(s\) closed by the "
+        r"watermark .*\), ([0-9]+) revised",
         out,
         re.MULTILINE,
     )

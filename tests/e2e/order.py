@@ -11,6 +11,7 @@ readings (the sensor's own flag, or a value beyond the spec's thresholds).
 
 from __future__ import annotations
 
+import gzip
 import math
 import statistics
 import time
@@ -221,7 +222,7 @@ def send(pipeline: Pipeline, messages: list[Raw], pause_s: float = 0.0) -> None:
 
 @dataclass
 class Outcome:
-    documents: dict[tuple[str, int], bytes]  # window -> the object's bytes
+    documents: dict[tuple[str, int], bytes]  # window -> its line's bytes in its page
     bursts: set[tuple[str, ...]]  # member reading keys, from the ledger
     burst_ids: set[str]
     notifications: int  # messages on the FIFO queue
@@ -251,8 +252,11 @@ def outcome(pipeline: Pipeline) -> Outcome:
     documents: dict[tuple[str, int], bytes] = {}
     for key in _keys(pipeline.bucket("aggregated"), "1-minute/"):
         body = s3.get_object(Bucket=pipeline.bucket("aggregated"), Key=key)["Body"].read()
-        doc = orjson.loads(body)
-        documents[(doc["sensor_id"], to_us(doc["window_start"]))] = body
+        # A page: one line per window, the bytes the aggregator wrote for it.
+        for line in gzip.decompress(body).split(b"\n"):
+            if line:
+                doc = orjson.loads(line)
+                documents[(doc["sensor_id"], to_us(doc["window_start"]))] = line
     bursts, ids = set(), set()
     for key in _keys(pipeline.bucket("archival"), "notifications/"):
         body = orjson.loads(

@@ -57,6 +57,7 @@ from tests.e2e.bad_input import (
     reading,
 )
 from tests.e2e.stack import Stack
+from tests.window_pages import page_documents
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import (
@@ -184,7 +185,8 @@ class Reader:
             out.rejected[str(tag_of(record))].append(line)
         out.set_aside = self.lines("error", "unusable-anomalies/")
         out.set_aside += self.lines("error", "late-anomalies/")
-        out.windows = [orjson.loads(b) for _k, b in self.objects("aggregated", "1-minute/")]
+        pages = self.objects("aggregated", "1-minute/")
+        out.windows = list(page_documents(pages).values())
         out.ledger = [orjson.loads(b) for _k, b in self.objects("archival", "notifications/")]
 
 

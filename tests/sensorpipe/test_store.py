@@ -210,6 +210,31 @@ def test_put_many_writes_every_object(store: ObjectStore) -> None:
         )
 
 
+def test_get_many_reads_every_key_in_order_and_absent_ones_as_none(store: ObjectStore) -> None:
+    written = {f"many/{i}.json": f"body {i}".encode() for i in range(10) if i % 3}
+    for key, body in written.items():
+        store.put(key, body, metadata={"k": key})
+    asked = [f"many/{i}.json" for i in reversed(range(10))] + ["many/none.json"]
+    got = store.get_many(asked)
+    assert len(got) == len(asked)
+    for key, stored in zip(asked, got, strict=True):
+        if key not in written:
+            assert stored is None
+        else:
+            assert stored is not None
+            body = written[key]
+            assert (stored.body, stored.etag, stored.metadata) == (body, md5_etag(body), {"k": key})
+    assert store.get_many([]) == []
+
+
+def test_keys_lists_a_prefix_sorted(store: ObjectStore) -> None:
+    for key in ("p/b/2", "p/a=1/x", "p/b/1", "q/p/1", "p"):
+        store.put(key, b"")
+    assert store.keys("p/") == sorted(["p/a=1/x", "p/b/1", "p/b/2"])
+    assert store.keys("p/b/") == ["p/b/1", "p/b/2"]
+    assert store.keys("none/") == []
+
+
 # -- the same answers ----------------------------------------------------------------------
 
 

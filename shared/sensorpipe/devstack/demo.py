@@ -32,6 +32,7 @@ from sensorpipe.config.pipeline import BucketKind, PipelineConfig, QueueSettings
 from sensorpipe.devstack.localstack import LocalStackHost, aws_environment
 from sensorpipe.devstack.processes import ServiceProcess, free_port
 from sensorpipe.objects import read_jsonl
+from sensorpipe.pages import is_page_key, page_entries
 from sensorpipe.provisioning import provision
 
 HOME = Path(".demo")
@@ -111,11 +112,14 @@ def _window_summary(config: PipelineConfig) -> WindowSummary:
     aggregated = config.buckets.name(BucketKind.AGGREGATED)
     prefix = config.windowing.output_prefix.strip("/") + "/"
     written = revised = late = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=aggregated, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            written += 1
-            head = s3.head_object(Bucket=aggregated, Key=obj["Key"])
-            revised += head["Metadata"].get("revision", "0") != "0"
+    for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=aggregated, Prefix=prefix):
+        for obj in listing.get("Contents", []):
+            if not is_page_key(obj["Key"]):
+                continue
+            body = s3.get_object(Bucket=aggregated, Key=obj["Key"])["Body"].read()
+            for doc in page_entries(body):  # one page per window start and shard
+                written += 1
+                revised += doc.get("revision", 0) != 0
     error = config.buckets.name(BucketKind.ERROR)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=error, Prefix="late/"):
         for obj in page.get("Contents", []):

@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from sensorpipe.aws import s3_client, sqs_client
 from sensorpipe.devstack.processes import ServiceProcess
 from sensorpipe.objects import read_jsonl
 from sensorpipe.runtime import EnvelopeProducer
 from tests.conftest import Pipeline, make_pipeline
 from tests.services.aggregator.dataset import Expected, Stream, instant_us, window_problems
+from tests.window_pages import documents_of, is_page
 
 # Short grace and idle flush keep the run fast; timestamps lie in the past, so the
 # watermark moves with the data and a final idle flush closes the rest. Rows written
@@ -201,10 +200,11 @@ def read_output(pipeline: Pipeline) -> Output:
     windows: dict[tuple[str, int], dict[str, Any]] = {}
     keys: dict[tuple[str, int], str] = {}
     for key, body in _all_objects(pipeline.bucket("aggregated"), "1-minute/").items():
-        doc = orjson.loads(body)
-        ident = (doc["sensor_id"], instant_us(doc["window_start"]) // 1_000_000)
-        assert ident not in windows, f"two objects for window {ident}"
-        windows[ident], keys[ident] = doc, key
+        assert is_page(key), key
+        for doc in documents_of(body):
+            ident = (doc["sensor_id"], instant_us(doc["window_start"]) // 1_000_000)
+            assert ident not in windows, f"two pages hold window {ident}"
+            windows[ident], keys[ident] = doc, key
     late = [
         line
         for body in _all_objects(pipeline.bucket("error"), "late/").values()

@@ -6,11 +6,11 @@ the definition in docs/WINDOWS.md."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pytest
 
 from sensorpipe.config import PipelineConfig
@@ -34,6 +34,7 @@ from tests.services.aggregator.dataset import (
     make_stream,
     window_problems,
 )
+from tests.window_pages import documents_of, is_page, page_documents
 
 GRACE_S = 10.0
 
@@ -77,15 +78,13 @@ class Shard:
             self.handler.on_tick()
 
     def windows(self) -> dict[tuple[str, int], dict[str, Any]]:
-        out = {}
-        for key, stored in self.aggregated.objects.items():
-            if key.startswith("1-minute/"):
-                doc = orjson.loads(stored.body)
-                out[(doc["sensor_id"], instant_us(doc["window_start"]) // 1_000_000)] = doc
-        return out
+        return {
+            (sensor, instant_us(start) // 1_000_000): doc
+            for (sensor, start), doc in page_documents(self.bodies()).items()
+        }
 
     def bodies(self) -> dict[str, bytes]:
-        return {k: v.body for k, v in self.aggregated.objects.items() if k.startswith("1-minute/")}
+        return {k: v.body for k, v in self.aggregated.objects.items() if is_page(k)}
 
     def late_lines(self) -> list[dict[str, Any]]:
         return self.side_lines("late/")
@@ -204,9 +203,10 @@ def test_three_shards_write_the_same_documents_as_one(in_order: Shard, stream: S
         part = shard(index=index)
         part.feed(messages(envelopes))
         part.finish()
-        assert not set(bodies) & set(part.bodies())
+        assert not set(bodies) & set(part.bodies())  # two shards never share a page
+        assert all(key.endswith(f"/shard-{index}.jsonl.gz") for key in part.bodies())
         bodies.update(part.bodies())
-    assert bodies == in_order.bodies()
+    assert page_documents(bodies) == page_documents(in_order.bodies())
 
 
 def test_a_restart_resumes_from_the_checkpoint(in_order: Shard, stream: Stream) -> None:
@@ -378,7 +378,7 @@ def test_one_unplaceable_reading_leaves_its_sixty_neighbours_in_their_windows(st
 
 
 @pytest.mark.parametrize("validated", [True, False])
-def test_sensor_ids_of_any_spelling_give_safe_distinct_keys(validated: bool) -> None:
+def test_sensor_ids_of_any_spelling_are_distinct_documents_of_one_page(validated: bool) -> None:
     ids = ["a/b", "a%2Fb", "a=b", "..", ".", "x\ny", "a b", "😀" * 128, "é" * 1000, "%", "a+b"]
     row = make_rows(sensors=1, per_sensor=1, seed=5)[0]
     records = [{"sensor_data": dict(row, sensor_id=i)} for i in ids]
@@ -391,17 +391,18 @@ def test_sensor_ids_of_any_spelling_give_safe_distinct_keys(validated: bool) -> 
         position=Position(STREAM, 0),
         max_event_us=instant_us(row["timestamp"]),
     )
-    one = shard()
+    one = shard(index=2)
     one.feed([message_of(envelope)])
     one.finish()
-    keys = list(one.bodies())
-    assert len(keys) == len(ids)  # one object per sensor: no two ids share a key
-    by_sensor = {orjson.loads(one.aggregated.objects[k].body)["sensor_id"]: k for k in keys}
-    assert set(by_sensor) == set(ids)
-    for key in keys:
-        segments = key.split("/")
-        assert len(key.encode()) <= 1024
-        assert len(segments) == 7 and segments[5].startswith("sensor_id=")
-        assert all(s not in ("", ".", "..") for s in segments)
-        assert key.isascii() and key.isprintable()
-    assert by_sensor["a/b"] != by_sensor["a%2Fb"]
+    ((key, body),) = one.bodies().items()  # one minute, one shard: one page
+    docs = documents_of(body)
+    assert [doc["sensor_id"] for doc in docs] == sorted(ids)  # one line per sensor, sorted
+    minute = instant_us(row["timestamp"]) // 60_000_000 * 60
+    assert key == time.strftime(
+        "1-minute/year=%Y/month=%m/day=%d/hour=%H/window_start=%Y%m%dT%H%M%SZ/shard-2.jsonl.gz",
+        time.gmtime(minute),
+    )
+    metadata = one.aggregated.objects[key].metadata
+    assert metadata["sensor-count"] == str(len(ids))
+    assert metadata["record-count"] == str(len(ids))
+    assert metadata["shard"] == "2" and metadata["revision"] == "0"

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +26,7 @@ from sensorpipe.stateful import Batch
 from sensorpipe.store import MemoryObjectStore
 from services.aggregator.output import LateStore, WindowStore
 from services.aggregator.stage import AggregatorStage, Rules
+from tests.window_pages import page_documents
 
 MINUTE_US = 60_000_000
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -244,7 +244,9 @@ def test_any_records_are_each_accounted_for_once_and_nothing_raises(
     assert bad_ids <= unusable_ids  # every broken reading is set aside...
     assert not good_ids & unusable_ids  # ...and no good one is
 
-    documents = [orjson.loads(o.body) for o in run.aggregated.objects.values()]
+    documents = list(
+        page_documents({k: o.body for k, o in run.aggregated.objects.items()}).values()
+    )
     assert (
         sum(d["record_count"] for d in documents) == events.fates["fold"] + events.fates["revise"]
     )

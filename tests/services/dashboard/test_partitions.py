@@ -47,16 +47,17 @@ def test_hours_come_newest_first_and_the_default_partition_last(s3: Any) -> None
 
 
 def test_keys_under_descends_only_where_told(s3: Any) -> None:
-    for sensor in ("A", "B"):
-        for minute in (0, 1):
-            key = f"1-minute/{hour(21, 0)}/sensor_id={sensor}/2026112110{minute:02d}00Z.json"
-            s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
+    for minute in (0, 1):
+        for shard in (0, 1):
+            start = f"window_start=2026112121{minute:02d}00Z"
+            key = f"1-minute/{hour(21, 0)}/{start}/shard-{shard}.jsonl.gz"
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
     everything = keys_under(s3, BUCKET, f"1-minute/{hour(21, 0)}/")
-    only_b = keys_under(
-        s3, BUCKET, f"1-minute/{hour(21, 0)}/", descend=lambda p: p.endswith("sensor_id=B/")
+    only_one = keys_under(
+        s3, BUCKET, f"1-minute/{hour(21, 0)}/", descend=lambda p: p.endswith("=20261121210100Z/")
     )
     assert len(everything) == 4
-    assert len(only_b) == 2 and all("sensor_id=B/" in k for k in only_b)
+    assert len(only_one) == 2 and all("/window_start=20261121210100Z/" in k for k in only_one)
 
 
 def test_rejected_walks_back_at_most_max_hours(s3: Any) -> None:
