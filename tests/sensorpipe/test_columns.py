@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorpipe.columns import ABSENT_IS_NULL, JSON_TEXT, problems, rows_of, table_of
+from sensorpipe.columns import (
+    ABSENT_IS_NULL,
+    JSON_TEXT,
+    nested_table,
+    problems,
+    rows_of,
+    table_of,
+)
 
 _SCALARS = (
     st.none()
@@ -120,3 +127,26 @@ def test_integers_beyond_64_bits_and_lists_are_kept_as_json_text() -> None:
 def test_a_table_no_layout_writes_is_named_with_its_column(table: pa.Table, expected: str) -> None:
     problem = problems(table)
     assert problem is not None and expected in problem
+
+
+_COLUMNS = st.integers(min_value=1, max_value=10).flatmap(
+    lambda rows: st.dictionaries(
+        st.text(min_size=1, max_size=6), st.lists(_JSON, min_size=rows, max_size=rows), min_size=1
+    )
+)
+
+
+@given(_COLUMNS)
+def test_records_given_as_columns_make_the_table_of_their_dicts(
+    columns: dict[str, list[Any]],
+) -> None:
+    rows = len(next(iter(columns.values())))
+    records = [{"sensor_data": {k: v[i] for k, v in columns.items()}} for i in range(rows)]
+    table = nested_table("sensor_data", columns)
+    assert _typed(rows_of(table)) == _typed(_same(records))
+    assert table.equals(table_of(records), check_metadata=True)  # what the envelope writes
+
+
+def test_records_given_as_no_columns_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one column"):
+        nested_table("sensor_data", {})
