@@ -447,6 +447,7 @@ def ingest_producer(config: PipelineConfig) -> EnvelopeProducer:
         ingest,
         max_body_bytes=config.queues.max_body_bytes,
         compress=config.runtime.compress,
+        columnar=config.runtime.columnar,
         service="bench",
     )
 
@@ -461,7 +462,11 @@ def upload(config: PipelineConfig, db: Path, workdir: Path) -> tuple[Recorder, f
         controller=PipelineController(config.pipeline.controller_db),
         sender=recorder,
         options=UploadOptions(
-            "bench-e2e", batch_size=options.batch_size, max_batch_bytes=options.max_batch_bytes
+            "bench-e2e",
+            batch_size=options.batch_size,
+            max_batch_bytes=options.max_batch_bytes,
+            compress=config.runtime.compress,
+            columnar=config.runtime.columnar,
         ),
         known_scenarios=config.scenario_names(),
         dry_run_out=io.StringIO(),

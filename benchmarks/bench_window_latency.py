@@ -89,6 +89,7 @@ import yaml
 
 from edge.simulator.simulation import Simulation, SimulationOptions
 from edge.uploader.batches import build_envelope
+from edge.uploader.blocks import Sendable
 from edge.uploader.rows import decode_row
 from edge.uploader.source import SensorSource
 from sensorpipe.aws import queue_url, s3_client, sqs_client
@@ -250,11 +251,12 @@ def measure_floor(
     stream = f"bench-marker-{uuid.uuid4().hex[:8]}-g0"
     floors = []
     for seq in range(count):
+        part = rows[seq * MARKER_ROWS : (seq + 1) * MARKER_ROWS]
         envelope = build_envelope(
             batch=f"{stream}-{seq:06d}",
             scenario=scenario,
             config_version=config_version,
-            rows=rows[seq * MARKER_ROWS : (seq + 1) * MARKER_ROWS],
+            rows=Sendable([row["id"] for row in part], rows=part),
             source_name="bench-marker",
             table=TABLE,
             generation=0,

@@ -8,6 +8,9 @@ the same on every restart and differs between edge nodes sharing a source name.
 
 The generation is also the envelope's *stream* (``stream_id``): its batches are numbered
 0, 1, 2, ... in row order and carry that number as their position.
+
+An envelope carries its records as the batch was made (``blocks.Sendable``): as dicts,
+or as an Arrow table built from the columns, never converted from one to the other here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import hashlib
 import re
 from typing import Any
 
-from edge.uploader.source import Row, RowFingerprint
+from edge.uploader.blocks import Sendable
+from edge.uploader.source import RowFingerprint
 from sensorpipe.envelope import Envelope, Position, utc_now_iso
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -47,7 +51,7 @@ def build_envelope(
     batch: str,
     scenario: str,
     config_version: int,
-    rows: list[Row],
+    rows: Sendable,
     source_name: str,
     table: str,
     generation: int,
@@ -56,16 +60,17 @@ def build_envelope(
     meta: dict[str, Any] = {
         "table": table,
         "source_generation": generation,
-        "first_id": rows[0]["id"],
-        "last_id": rows[-1]["id"],
+        "first_id": rows.ids[0],
+        "last_id": rows.ids[-1],
     }
     return Envelope(
         batch_id=batch,
         scenario=scenario,
         config_version=config_version,
-        records=[{"sensor_data": row} for row in rows],
+        records=None if rows.table is not None else rows.records(),
         source=source_name,
         hops=[{"stage": HOP_STAGE, "at": utc_now_iso()}],
         meta=meta,
         position=position,
+        table=rows.table,
     )

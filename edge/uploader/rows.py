@@ -62,7 +62,7 @@ def decode_row(raw: RawRow) -> tuple[Row, None] | tuple[None, str]:
                     f"of {len(value)})"
                 )
         else:
-            row[name] = _json_safe(value)
+            row[name] = json_safe(value)
     return row, None
 
 
@@ -73,7 +73,7 @@ def plain_value(value: object) -> Any:
             return value.decode("utf-8")
         except UnicodeDecodeError:
             return "invalid-utf8:base64:" + base64.b64encode(value).decode("ascii")
-    return _json_safe(value)
+    return json_safe(value)
 
 
 def safe_values(raw: RawRow) -> dict[str, Any]:
@@ -91,11 +91,12 @@ def safe_values(raw: RawRow) -> dict[str, Any]:
         elif isinstance(value, bytes):
             out[name] = {"blob_base64": base64.b64encode(value).decode("ascii")}
         else:
-            out[name] = _json_safe(value)
+            out[name] = json_safe(value)
     return out
 
 
-def _json_safe(value: object) -> Any:
+def json_safe(value: object) -> Any:
+    """A decoded value as it travels: BLOBs and non-finite floats made visible JSON."""
     if isinstance(value, bytes):
         # A BLOB in a sensor column is bad input; keep it visible (and JSON-safe).
         return "base64:" + base64.b64encode(value).decode("ascii")

@@ -5,8 +5,11 @@ simulator or generator keeps writing while we read. Table names come from an all
 and every statement is a constant chosen from it; nothing from input is interpolated.
 When the file is replaced (the generator deletes it on start) the next read reopens it.
 
-TEXT comes back undecoded (``RawText``), so a value that is not UTF-8 cannot make a read
-fail: ``edge.uploader.rows`` decides per row what can be sent.
+A batch is read as a block of tuples (``blocks.RowBlock``) with SQLite's own UTF-8
+decoding, at C speed; when some TEXT of it is not UTF-8 that read fails and the batch is
+read again with TEXT undecoded (``RawText``), so such a value cannot make a read fail:
+``edge.uploader.rows`` then decides per row what can be sent. Fingerprints and
+``rows_after``/``rows_between`` (dicts) always read TEXT undecoded.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from edge.uploader.blocks import RowBlock
 from edge.uploader.errors import SourceError, UnknownTableError
 from edge.uploader.rows import RawRow, RawText, Row, plain_value, row_id
 
@@ -26,6 +30,7 @@ __all__ = [
     "RawRow",
     "RawText",
     "Row",
+    "RowBlock",
     "RowFingerprint",
     "SensorSource",
     "check_table",
@@ -106,6 +111,17 @@ class SensorSource:
         """Rows with ``first_id <= id <= last_id`` (at most ``limit``; -1: all)."""
         return self._rows(self._sql.within, (first_id, last_id, limit))
 
+    def block_after(self, after_id: int, limit: int) -> RowBlock:
+        """Rows with ``id > after_id`` (at most ``limit``), as a block."""
+        return self._block(self._sql.after, (after_id, limit), decode=True)
+
+    def block_between(
+        self, first_id: int, last_id: int, limit: int = -1, *, decode: bool = True
+    ) -> RowBlock:
+        """Rows with ``first_id <= id <= last_id`` (at most ``limit``; -1: all), as a
+        block; ``decode=False``: TEXT undecoded, whatever it holds."""
+        return self._block(self._sql.within, (first_id, last_id, limit), decode=decode)
+
     def fingerprint(self, row_id: int) -> RowFingerprint | None:
         row = self._query(self._sql.by_id, (row_id,)).fetchone()
         return _fingerprint(row) if row else None
@@ -118,16 +134,37 @@ class SensorSource:
         return int(self._query(self._sql.max_id, ()).fetchone()[0])
 
     def _rows(self, sql: str, params: tuple[int, ...]) -> list[RawRow]:
+        block = self._block(sql, params, decode=False)
+        return [dict(zip(block.names, values, strict=True)) for values in block.rows]
+
+    def _block(self, sql: str, params: tuple[int, ...], *, decode: bool) -> RowBlock:
+        if decode:
+            cursor = self._query(sql, params, text=str)
+            try:
+                rows = cursor.fetchall()
+            except sqlite3.OperationalError:
+                # TEXT that is not UTF-8 (or a failing read, which fails again below):
+                # read undecoded, and each row is decided on its own.
+                pass
+            else:
+                return RowBlock(_names(cursor), rows, decoded=True)
         cursor = self._query(sql, params)
-        names = [d[0] for d in cursor.description]
+        return RowBlock(_names(cursor), self._fetch(cursor), decoded=False)
+
+    def _fetch(self, cursor: sqlite3.Cursor) -> list[tuple[Any, ...]]:
         try:
-            return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+            return cursor.fetchall()
         except sqlite3.DatabaseError as exc:  # the file changed or broke mid-read
             self.close()
             raise SourceError(f"reading {self.name} failed: {exc}") from exc
 
-    def _query(self, sql: str, params: tuple[int, ...]) -> sqlite3.Cursor:
+    def _query(
+        self, sql: str, params: tuple[int, ...], *, text: type[str | RawText] = RawText
+    ) -> sqlite3.Cursor:
         conn = self._connection()
+        # RawText never fails, whatever bytes a TEXT value holds (rows.decode_row
+        # decides); str is SQLite's own decoding and fails the read on invalid UTF-8.
+        conn.text_factory = text
         try:
             return conn.execute(sql, params)
         except sqlite3.OperationalError as exc:
@@ -164,10 +201,12 @@ class SensorSource:
                 self._conn = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None)
             except sqlite3.Error as exc:
                 raise SourceError(f"cannot open {self.path} read-only: {exc}") from exc
-            # Never fails, whatever bytes a TEXT value holds; rows.decode_row decides.
-            self._conn.text_factory = RawText
             self._file_id = file_id
         return self._conn
+
+
+def _names(cursor: sqlite3.Cursor) -> tuple[str, ...]:
+    return tuple(d[0] for d in cursor.description)
 
 
 def _fingerprint(row: tuple[Any, ...]) -> RowFingerprint:

@@ -8,7 +8,9 @@ between resends the identical batch under the identical batch id.
 
 Nothing stops the upload, and nothing is skipped silently: a poison row (text that is not
 UTF-8, or a row too large for one message) goes to the local quarantine file and the rows
-around it go on (``rows.py``, ``quarantine.py``); rows that appear at or below the
+around it go on (``rows.py``, ``quarantine.py``). A batch is read and decided by
+columns (``blocks.py``): only a batch with text that is not UTF-8 is decided row by
+row, and only rows that might be too large are measured one by one; rows that appear at or below the
 checkpoint (ids at or below 0, a gap filled later) are found in the checkpoint's gaps and
 sent as a batch of their own, the next in the stream; an unreadable controller means the
 last known scenario (``stamp.py``), never an invented one.
@@ -28,12 +30,13 @@ import orjson
 
 from edge.uploader import metrics
 from edge.uploader.batches import batch_id, build_envelope, generation_token, stream_id
+from edge.uploader.blocks import RowBlock, Sendable, sendable
 from edge.uploader.checkpoint import Checkpoint, CheckpointStore, PendingBatch
 from edge.uploader.errors import CheckpointError, SourceError, StampError
 from edge.uploader.idranges import IdRanges
 from edge.uploader.quarantine import Quarantine, quarantine_path
-from edge.uploader.rows import INVALID_UTF8, TOO_LARGE, Poison, RawRow, decode_row, row_id
-from edge.uploader.source import Row, RowFingerprint, SensorSource, fingerprint_of
+from edge.uploader.rows import Row
+from edge.uploader.source import RowFingerprint, SensorSource, fingerprint_of
 from edge.uploader.stamp import LastKnownStore, ScenarioReader, StampKeeper, last_known_path
 from sensorpipe.envelope import (
     Encoded,
@@ -149,7 +152,7 @@ class Uploader:
                 return result
         while True:
             behind = self._rows_behind()
-            raw = behind or self.source.rows_after(self.state.last_id, self.options.batch_size)
+            raw = behind or self.source.block_after(self.state.last_id, self.options.batch_size)
             if not raw:
                 return None
             result = self._new_batch(raw, behind=bool(behind))
@@ -157,15 +160,16 @@ class Uploader:
                 return result
             # Every row read went to quarantine and the checkpoint moved past them: read on.
 
-    def _new_batch(self, raw: list[RawRow], *, behind: bool) -> BatchResult | None:
+    def _new_batch(self, raw: RowBlock, *, behind: bool) -> BatchResult | None:
         stamp = self.stamps.stamp()
         if self.state.generation_token is None:
-            anchor = self.source.first_row() or fingerprint_of(raw[0])
+            anchor = self.source.first_row() or fingerprint_of(raw.row(0))
             token = generation_token(self.source.table, anchor)
             self.state = replace(self.state, anchor=anchor, generation_token=token)
         state = self.state
         assert state.generation_token is not None
-        first, last = row_id(raw[0]), row_id(raw[-1])
+        ids = raw.ids
+        first, last = ids[0], ids[-1]
         pending = PendingBatch(
             batch_id=batch_id(
                 self.options.source_name, state.generation, state.generation_token, first, last
@@ -176,22 +180,23 @@ class Uploader:
             scenario=stamp.scenario,
             config_version=stamp.config_version,
             seq=state.next_seq,
-            read=IdRanges.of(row_id(r) for r in raw),
+            read=IdRanges.of(ids),
             behind=behind,
         )
         rows = self._sendable(raw, pending)
+        last_fp = fingerprint_of(raw.row(-1))
         if not rows:
-            self._commit(pending, last_fp=fingerprint_of(raw[-1]), next_seq=state.next_seq)
+            self._commit(pending, last_fp=last_fp, next_seq=state.next_seq)
             return None
-        pending = replace(pending, count=len(rows), sent=IdRanges.of(r["id"] for r in rows))
+        pending = replace(pending, count=len(rows), sent=IdRanges.of(rows.ids))
         self._save(replace(state, pending=pending, next_seq=state.next_seq + 1))
-        return self._send(rows, pending, resent=False, last_fp=fingerprint_of(raw[-1]))
+        return self._send(rows, pending, resent=False, last_fp=last_fp)
 
     def _resend(self, pending: PendingBatch) -> BatchResult | None:
-        in_range = self.source.rows_between(pending.first_id, pending.last_id)
+        in_range = self.source.block_between(pending.first_id, pending.last_id)
         # Exactly the rows it was sent with: a row written into its range since is not one.
-        raw = [r for r in in_range if row_id(r) in pending.sent]
-        last_fp = fingerprint_of(in_range[-1]) if in_range else None
+        raw = in_range.only(pending.sent)
+        last_fp = fingerprint_of(in_range.row(-1)) if in_range else None
         rows = self._sendable(raw, pending)
         if rows:
             return self._send(rows, pending, resent=True, last_fp=last_fp)
@@ -206,18 +211,21 @@ class Uploader:
         self._commit(pending, last_fp=last_fp, next_seq=pending.seq)
         return None
 
-    def _rows_behind(self) -> list[RawRow]:
-        """Rows in the checkpoint's gaps: written at or below it after it moved past."""
-        found: list[RawRow] = []
+    def _rows_behind(self) -> RowBlock | None:
+        """Rows in the checkpoint's gaps: written at or below it after it moved past
+        (rare: read undecoded, each row decided on its own)."""
+        found: RowBlock | None = None
         for lo, hi in self.state.gaps:
-            found += self.source.rows_between(lo, hi, self.options.batch_size - len(found))
+            room = self.options.batch_size - (len(found) if found else 0)
+            block = self.source.block_between(lo, hi, room, decode=False)
+            found = block if found is None else found.plus(block)
             if len(found) >= self.options.batch_size:
                 break
         if found:
             self.rows_behind_found += len(found)
             if not self.options.dry_run:
                 metrics.ROWS_BEHIND_CHECKPOINT.inc(len(found))
-            ids = [row_id(r) for r in found]
+            ids = found.ids
             log.warning(
                 "ROWS BEHIND THE CHECKPOINT: %d row(s) of %s at or below row id %d appeared "
                 "after the uploader read past their ids (ids %s%s); sending them as a batch "
@@ -230,38 +238,37 @@ class Uploader:
             )
         return found
 
-    def _sendable(self, raw: list[RawRow], pending: PendingBatch) -> list[Row]:
+    def _sendable(self, raw: RowBlock, pending: PendingBatch) -> Sendable:
         """The rows that can travel; the others go to quarantine, with their reason."""
         position = Position(self._stream(), pending.seq)
-        rows: list[Row] = []
-        poison: list[Poison] = []
-        for item in raw:
-            row, problem = decode_row(item)
-            if row is None:
-                poison.append(Poison(row_id(item), INVALID_UTF8, str(problem), item))
-                continue
-            too_large = self._too_large(row, pending, position)
-            if too_large is not None:
-                poison.append(Poison(row_id(item), TOO_LARGE, too_large, item))
-                continue
-            rows.append(row)
+        rows, poison = sendable(
+            raw,
+            too_large=lambda row: self._too_large(row, pending, position),
+            fits=self._certainly_fits,
+            columnar=self.options.columnar,
+        )
         if poison:
             self.quarantine.add(
                 poison, table=self.source.table, stream=position.stream, batch_id=pending.batch_id
             )
         return rows
 
+    def _certainly_fits(self, json_bytes: int) -> bool:
+        """Whether a row of ``json_bytes`` of JSON fits one message alone, even
+        incompressible and base64-encoded."""
+        return (json_bytes + 4096) * 1.4 <= self.options.max_batch_bytes - _HEADER_ROOM
+
     def _too_large(self, row: Row, pending: PendingBatch, position: Position) -> str | None:
         """Why ``row`` cannot fit one message even alone, or None (it fits)."""
         limit = self.options.max_batch_bytes - _HEADER_ROOM
         size = len(orjson.dumps(row))
-        if (size + 4096) * 1.4 <= limit:
-            return None  # certainly fits, even incompressible and base64-encoded
+        if self._certainly_fits(size):
+            return None
         alone = build_envelope(
             batch=pending.batch_id + ".1" * _SPLIT_DEPTH,
             scenario=pending.scenario,
             config_version=pending.config_version,
-            rows=[row],
+            rows=Sendable([row["id"]], rows=[row]),
             source_name=self.options.source_name,
             table=self.source.table,
             generation=self.state.generation,
@@ -285,7 +292,7 @@ class Uploader:
 
     def _send(
         self,
-        rows: list[Row],
+        rows: Sendable,
         pending: PendingBatch,
         *,
         resent: bool,
@@ -329,7 +336,7 @@ class Uploader:
         result = BatchResult(
             batch_id=pending.batch_id,
             first_id=pending.first_id,
-            last_id=int(rows[-1]["id"]),
+            last_id=rows.ids[-1],
             records=len(rows),
             messages=len(encoded),
             bytes=sum(encoded_size(e) for e in encoded),

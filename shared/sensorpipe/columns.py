@@ -27,7 +27,7 @@ table read from an IPC stream carries its own rules.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -123,6 +123,24 @@ def _struct_column(
         mask=pa.array(mask, type=pa.bool_()),
     )
     return pa.field(name, array.type, metadata=marks), array
+
+
+def nested_table(name: str, columns: Mapping[str, list[Any]]) -> pa.Table:
+    """``table_of([{name: record} for record in records])``, the records given as columns:
+    one list of values per key, in row order, every record holding every key. The same
+    table (schema, marks and values), built without a dict per record."""
+    if not columns:
+        raise ValueError("records given as columns need at least one column")
+    fields, arrays = [], []
+    for key, values in columns.items():
+        field, array = column_of(key, values)
+        fields.append(field)
+        arrays.append(array)
+    rows = len(arrays[0])
+    struct = pa.StructArray.from_arrays(
+        arrays, fields=fields, mask=pa.array(np.zeros(rows, dtype=np.bool_), type=pa.bool_())
+    )
+    return pa.Table.from_arrays([struct], schema=pa.schema([pa.field(name, struct.type)]))
 
 
 def constant_column(name: str, value: Any, rows: int) -> tuple[pa.Field[Any], pa.Array[Any]]:

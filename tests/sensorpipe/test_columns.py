@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sensorpipe.columns import (
     ABSENT_IS_NULL,
     JSON_TEXT,
+    nested_table,
     problems,
     rows_of,
     table_of,
@@ -143,3 +144,26 @@ def test_the_system_allocator_is_used_unless_the_operator_chose(
         assert pa.default_memory_pool().backend_name == "system"
     finally:
         pa.set_memory_pool(before)
+
+
+_COLUMNS = st.integers(min_value=1, max_value=10).flatmap(
+    lambda rows: st.dictionaries(
+        st.text(min_size=1, max_size=6), st.lists(_JSON, min_size=rows, max_size=rows), min_size=1
+    )
+)
+
+
+@given(_COLUMNS)
+def test_records_given_as_columns_make_the_table_of_their_dicts(
+    columns: dict[str, list[Any]],
+) -> None:
+    rows = len(next(iter(columns.values())))
+    records = [{"sensor_data": {k: v[i] for k, v in columns.items()}} for i in range(rows)]
+    table = nested_table("sensor_data", columns)
+    assert _typed(rows_of(table)) == _typed(_same(records))
+    assert table.equals(table_of(records), check_metadata=True)  # what the envelope writes
+
+
+def test_records_given_as_no_columns_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one column"):
+        nested_table("sensor_data", {})

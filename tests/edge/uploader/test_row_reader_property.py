@@ -1,5 +1,6 @@
 """Property: whatever SQLite values a row holds, reading never fails and every row is
-either sent or quarantined, exactly once (issue 11).
+either sent or quarantined, exactly once (issue 11), with JSON or Arrow bodies (issue 12:
+batches are decided by columns).
 
 Columns have no type affinity, so SQLite keeps each value as generated: integers, floats
 (NaN is stored as NULL by SQLite itself), text, text that is not UTF-8, blobs, NULL and
@@ -78,11 +79,16 @@ ROWS = st.lists(st.tuples(*(VALUES for _ in COLUMNS)), min_size=1, max_size=25)
 class Recorder:
     """A sender that encodes like the producer (splitting to fit) and keeps envelopes."""
 
-    def __init__(self) -> None:
+    def __init__(self, columnar: bool = False) -> None:
+        self.columnar = columnar
         self.envelopes: list[Envelope] = []
 
     def send(self, envelopes: list[Envelope]) -> list[Encoded]:
-        out = [p for e in envelopes for p in encode_to_fit(e, max_bytes=MAX_BYTES, compress=True)]
+        out = [
+            p
+            for e in envelopes
+            for p in encode_to_fit(e, max_bytes=MAX_BYTES, compress=True, columnar=self.columnar)
+        ]
         self.envelopes.extend(envelopes)
         return out
 
@@ -121,9 +127,9 @@ def expected(value: Any) -> Any:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=ROWS, batch_size=st.integers(min_value=1, max_value=10))
+@given(rows=ROWS, batch_size=st.integers(min_value=1, max_value=10), columnar=st.booleans())
 def test_every_row_is_sent_or_quarantined_exactly_once(
-    rows: list[tuple[Any, ...]], batch_size: int
+    rows: list[tuple[Any, ...]], batch_size: int, columnar: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -131,14 +137,17 @@ def test_every_row_is_sent_or_quarantined_exactly_once(
         checkpoint = root / "state" / "ckpt.json"
         known = LastKnownStore(root / "state" / "ckpt.scenario.json")
         known.save(Stamp("raw", 1), "test")
-        sender = Recorder()
+        sender = Recorder(columnar)
         uploader = Uploader(
             source=SensorSource(root / "s.db", "sensor_readings"),
             store=CheckpointStore(checkpoint),
             controller=Unreadable(),
             sender=sender,
             options=UploadOptions(
-                source_name="prop", batch_size=batch_size, max_batch_bytes=MAX_BYTES
+                source_name="prop",
+                batch_size=batch_size,
+                max_batch_bytes=MAX_BYTES,
+                columnar=columnar,
             ),
             known_scenarios=BUILTIN_SCENARIOS,
             last_known=known,
