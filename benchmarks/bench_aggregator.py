@@ -281,8 +281,6 @@ def run_fold(
         stage.flush()
     run.seconds = timer.seconds
     assert not stage.open, "every window is closed"
-    if stage._writers is not None:
-        stage._writers.shutdown()
     return run
 
 
@@ -335,8 +333,6 @@ def run_handler(bodies: list[tuple[str, dict[str, str]]]) -> tuple[Seconds, Memo
             handler.on_tick()
     stage = cast(AggregatorStage, handler.stage)
     assert not stage.open and acks.acked == len(bodies) and not handler.held_count()
-    if stage._writers is not None:
-        stage._writers.shutdown()
     return timer.seconds, aggregated
 
 

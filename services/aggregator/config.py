@@ -24,10 +24,11 @@ class AggregatorSettings(BaseSettings):
     # The checkpoint is written after every received batch (and on idle ticks); within
     # one received batch, also once this much time passed since the last one.
     commit_interval_seconds: float = Field(default=0.5, ge=0, le=60)
-    # Written windows kept in memory (with their member ids) for revisions; older ones
-    # are read back from the bucket when a late reading needs them.
+    # Written windows kept in memory (with their member ids) for revisions, and pages
+    # held up to as many documents; older ones are read back from the bucket (one GET
+    # per page) when a late reading needs them.
     remembered_windows: int = Field(default=5_000, ge=100)
-    # Windows written together go out in parallel (one S3 round trip each).
+    # Pages written or read together go out in parallel (one S3 round trip each).
     writer_threads: int = Field(default=8, ge=1, le=64)
     tick_interval_seconds: float = Field(default=0.5, gt=0, le=10)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
@@ -86,7 +85,6 @@ def build_stage(
         LateStore(error),
         Metrics(),
         validated=validated,
-        writers=ThreadPoolExecutor(settings.writer_threads, thread_name_prefix="window-io"),
     )
 
 
@@ -134,14 +132,16 @@ def build_handler(
 
 def from_context(context: ServiceContext) -> SequencedHandler:
     config = context.config
+    settings = context.settings_of(AggregatorSettings)
 
     def store(kind: BucketKind, s3: S3Client = context.s3) -> S3ObjectStore:
-        return S3ObjectStore(s3, config.buckets.name(kind), service=SERVICE)
+        name = config.buckets.name(kind)
+        return S3ObjectStore(s3, name, service=SERVICE, threads=settings.writer_threads)
 
     return build_handler(
         config,
         store(BucketKind.AGGREGATED),
         store(BucketKind.ERROR),
-        context.settings_of(AggregatorSettings),
+        settings,
         shard=context.settings.shard,
     )

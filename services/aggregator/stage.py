@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -143,14 +142,12 @@ class AggregatorStage:
         events: Events,
         *,
         validated: Callable[[str], bool],
-        writers: ThreadPoolExecutor | None = None,
     ) -> None:
         self.rules = rules
         self._windows = windows
         self._late = late
         self._events = events
         self._validated = validated
-        self._writers = writers
         self.open = OpenWindows(rules.size_us)
         self.watermark_us: int | None = None
         self._origins: list[Origin] = []  # origin codes of the open windows
