@@ -29,16 +29,19 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.simulator import Simulation, SimulationOptions
 from edge.uploader import CheckpointStore, SensorSource, Uploader, UploadOptions
 from edge.uploader.blocks import RowBlock
 from edge.uploader.rows import RawText
 from sensorpipe.controller import PipelineController
 from sensorpipe.envelope import Encoded, Envelope, encode_to_fit
 from sensorpipe.scenarios import BUILTIN_SCENARIOS
+
+if not __package__:  # run as a script (python benchmarks/<name>.py): import from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_uploader import simulated_database
 
 MAX_BYTES = 240 * 1024
 
@@ -108,19 +111,7 @@ def run(rows: int, batch: int, repeat: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-uploader-cpu-") as tmp_name:
         tmp = Path(tmp_name)
         db = tmp / "sensors.db"
-        Simulation(
-            SimulationOptions(
-                db=db,
-                count=rows,
-                seed=42,
-                replay_start=datetime(2025, 8, 18, tzinfo=UTC),
-                sensors=50,
-                locations=5,
-                rate=30.0,
-                invalid_fraction=0.01,
-                anomaly_probability=0.01,
-            )
-        ).run()
+        simulated_database(db, rows)
         base = min(bare_read(db, str) for _ in range(repeat))
         undecoded = min(bare_read(db, RawText) for _ in range(repeat))
         print(f"{rows} rows, batch {batch}, best of {repeat}\n")

@@ -88,6 +88,16 @@ class Fate:
     reasons: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pass:
+    """What one validation pass over a batch holds fixed for all its records."""
+
+    ids: dict[str, Any]  # the batch's ids, opening every error line
+    latest: float  # the future bound, epoch seconds
+    validated_at: str
+    apply_filters: bool
+
+
 @dataclass
 class _Tally:
     """The outcomes of a batch's records, gathered in record order."""
@@ -180,20 +190,17 @@ class BatchValidator:
             "spec_version": self.spec_version,
         }
         tally = _Tally()
+        run = _Pass(ids, latest, validated_at, apply_filters)
         readings = Readings.of(envelope.table) if envelope.columnar else None
         if readings is None:
-            forward = self._forward_records(
-                envelope, ids, latest, validated_at, apply_filters, tally
-            )
+            forward = self._forward_records(envelope, run, tally)
             content = (
                 content_digest(r.get("sensor_data") for r in envelope.records)
                 if tally.rejected or tally.filtered
                 else ""
             )
         else:
-            forward = self._forward_columns(
-                envelope, readings, ids, latest, validated_at, apply_filters, tally
-            )
+            forward = self._forward_columns(envelope, readings, run, tally)
             content = (
                 table_digest(envelope.table.select([READING]))
                 if tally.rejected or tally.filtered
@@ -233,47 +240,34 @@ class BatchValidator:
             "anomaly_reasons": reasons,
         }
 
-    def _forward_records(
-        self,
-        envelope: Envelope,
-        ids: dict[str, Any],
-        latest: float,
-        validated_at: str,
-        apply_filters: bool,
-        tally: _Tally,
-    ) -> Envelope:
+    def _forward_records(self, envelope: Envelope, run: _Pass, tally: _Tally) -> Envelope:
         """Each record decided by :meth:`decide`; the valid ones with ``quality``."""
         valid: list[Record] = []
         for record in envelope.records:
-            fate = self.decide(record, ids, latest, apply_filters=apply_filters)
+            fate = self.decide(record, run.ids, run.latest, apply_filters=run.apply_filters)
             tally.add(fate)
             if fate.line is None:
-                valid.append({**record, "quality": self._quality(validated_at, fate.reasons)})
+                valid.append({**record, "quality": self._quality(run.validated_at, fate.reasons)})
         return envelope.with_records(valid)
 
     def _forward_columns(
-        self,
-        envelope: Envelope,
-        readings: Readings,
-        ids: dict[str, Any],
-        latest: float,
-        validated_at: str,
-        apply_filters: bool,
-        tally: _Tally,
+        self, envelope: Envelope, readings: Readings, run: _Pass, tally: _Tally
     ) -> Envelope:
         """The rows the vectorised checks clear are valid without a dict; the others
         are decided one by one (:meth:`decide`). Business filters and anomaly reasons
         of the cleared rows are read from their columns."""
         table = envelope.table
-        cleared = self.columnar.cleared(readings, latest)
+        cleared = self.columnar.cleared(readings, run.latest)
         exact_rows = np.flatnonzero(~cleared).tolist()
         fates: dict[int, Fate] = {}
         if exact_rows:
             records = rows_of(table.take(exact_rows))
             for row, record in zip(exact_rows, records, strict=True):
-                fates[row] = self.decide(record, ids, latest, apply_filters=apply_filters)
+                fates[row] = self.decide(
+                    record, run.ids, run.latest, apply_filters=run.apply_filters
+                )
         set_aside: dict[int, str] = {}
-        if apply_filters and self.business_filter.rule_names:
+        if run.apply_filters and self.business_filter.rule_names:
             set_aside = self.business_filter.match_values(
                 readings.values, np.flatnonzero(cleared).tolist()
             )
@@ -281,7 +275,7 @@ class BatchValidator:
             rows = sorted(set_aside)
             for row, record in zip(rows, rows_of(table.take(rows)), strict=True):
                 rule = set_aside[row]
-                fates[row] = Fate(self._filtered_line(record, ids, rule), rule=rule)
+                fates[row] = Fate(self._filtered_line(record, run.ids, rule), rule=rule)
         valid = cleared.copy()
         valid[list(set_aside)] = False
         for row in sorted(fates):
@@ -300,7 +294,7 @@ class BatchValidator:
         at = {int(row): i for i, row in enumerate(valid_rows.tolist())} if reasons else {}
         field, quality = quality_column(
             self.spec_version,
-            validated_at,
+            run.validated_at,
             len(valid_rows),
             {at[row]: found for row, found in reasons.items()},
         )
