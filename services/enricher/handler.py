@@ -120,4 +120,4 @@ class EnricherHandler(BatchHandler):
             )
         except EnvelopeError as exc:
             return Reject(f"cannot forward enriched batch: {exc}")
-        return _Prepared(index, encoded, len(envelope.records), enriched=True)
+        return _Prepared(index, encoded, envelope.record_count, enriched=True)

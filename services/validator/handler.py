@@ -159,7 +159,7 @@ class ValidatorHandler(BatchHandler):
                 )
             except EnvelopeError as exc:
                 return Reject(f"cannot forward validated batch: {exc}")
-        return _Prepared(index, encoded, result, len(envelope.records))
+        return _Prepared(index, encoded, result, envelope.record_count)
 
     def _count(self, prepared: _Prepared) -> None:
         result = prepared.result
