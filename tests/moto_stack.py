@@ -44,9 +44,11 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-def message_of(envelope: Envelope, *, compress: bool = True, receive_count: int = 1) -> Message:
+def message_of(
+    envelope: Envelope, *, compress: bool = True, receive_count: int = 1, columnar: bool = False
+) -> Message:
     """``envelope`` as a consumer receives it from SQS (fresh message id and handle)."""
-    encoded = encode(envelope, compress=compress)
+    encoded = encode(envelope, compress=compress, columnar=columnar)
     return Message(
         message_id=str(uuid.uuid4()),
         receipt_handle=str(uuid.uuid4()),

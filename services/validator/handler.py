@@ -149,7 +149,7 @@ class ValidatorHandler(BatchHandler):
         encoded: list[Encoded] = []
         # A positioned batch goes on even when nothing in it is valid: the stateful
         # stages count every part of a source's batch to know how far the source got.
-        if result.forward.records or result.forward.position is not None:
+        if result.forward.record_count or result.forward.position is not None:
             try:
                 encoded = encode_to_fit(
                     result.forward,

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from sensorpipe.config import load_validation_spec
+from sensorpipe.config import PipelineConfig, load_validation_spec
 from sensorpipe.envelope import ATTR_SCENARIO, Envelope, Position
 from sensorpipe.objects import ObjectWriteError
 from sensorpipe.runtime import ACK, Message, Reject, Retry
 from services.validator.handler import ValidatorHandler
 from tests.moto_stack import MotoStack
 from tests.moto_stack import message_of as sqs_message_of
+from tests.moto_stack import moto_stack as shared_moto_stack
 from tests.services.validator.rows import anomalous_reading, reading
 from tests.services.validator.stack import envelope_of
 
@@ -204,3 +205,38 @@ def test_an_unsequenced_batch_with_nothing_valid_goes_no_further(moto_stack: Mot
     envelope = envelope_of("notification", [reading(1, humidity=140.0)])
     assert make_handler(moto_stack).handle([message_of(envelope)]) == [ACK]
     assert moto_stack.drain(moto_stack.config.queues.validated) == []
+
+
+def test_an_arrow_batch_is_validated_and_forwarded_without_a_dict_per_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With arrow bodies the records stay a table from decode to send: only the rows the
+    column checks do not clear become dicts (in the validator), never the batch."""
+    config = PipelineConfig(
+        buckets={"prefix": "unit-arrow"},
+        queues={"prefix": "unit-arrow"},
+        runtime={"body_format": "arrow"},
+    )
+
+    def refuse(_table: object) -> list[dict[str, Any]]:
+        raise AssertionError("the whole batch was turned into dicts")
+
+    with shared_moto_stack(monkeypatch, config) as stack:
+        handler = make_handler(stack)
+        message = message_of(envelope_of("schematized", mixed()), columnar=True)
+        with monkeypatch.context() as patched:
+            patched.setattr("sensorpipe.envelope.rows_of", refuse)
+            assert handler.handle([message]) == [ACK]
+        (out,) = stack.drain(config.queues.validated)
+        rejected = [
+            line["record"]["id"] for lines in stack.lines("error").values() for line in lines
+        ]
+    assert out.attributes["content-encoding"] == "arrow"
+    envelope = out.envelope()
+    assert [r["sensor_data"]["id"] for r in envelope.records] == [1, 3, 5]
+    assert [r["quality"]["anomaly_reasons"] for r in envelope.records] == [
+        [],
+        ["sensor_flag:spike"],
+        ["temperature above 40"],
+    ]
+    assert sorted(rejected) == [2, 4]
