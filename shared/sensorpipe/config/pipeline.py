@@ -343,7 +343,7 @@ class RuntimeSettings(_Strict):
     compress: bool = True
     # How envelopes carry their records: "arrow" (columns, sensorpipe.columns) or "json"
     # (one object per record, gzip when `compress`). Every stage reads both.
-    body_format: Literal["arrow", "json"] = "json"
+    body_format: Literal["arrow", "json"] = "arrow"
     # The stateful stages hold messages until a checkpoint includes them, leased this
     # long at a time (renewed while held; capped at the queue's visibility timeout): a
     # crashed shard's unacknowledged messages come back within it, not a whole timeout.
